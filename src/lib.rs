@@ -1,0 +1,12 @@
+//! waittimes: live per-store wait times from a pizza chain's Kafka order events.
+//!
+//! Data flows one way: [`config`] → [`pipeline`] input → [`wire`] decode → [`state`] (pure) →
+//! outputs ([`pipeline`] emitter and dead letters, [`http`], [`metrics`]).
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+// pub mod pipeline; (wired once the modules it uses land)
+pub mod state;
+pub mod wire;

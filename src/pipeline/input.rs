@@ -1,0 +1,539 @@
+//! The input edge: one consumer thread that owns the state (single writer, no locks on the hot
+//! path). It replays each assigned partition from `now − replay horizon`, decodes, applies,
+//! dead-letters what it cannot use, and publishes changed answers to the snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::domain::{EventTime, InputKind, StoreId};
+use crate::health::{Condition, Health};
+use crate::http::Snapshot;
+use crate::metrics::Metrics;
+use crate::pipeline::dlq::{DeadLetter, DeadLetters};
+use crate::state::State;
+use crate::wire::{DecodeError, Decoders, Registry};
+
+/// How long a broker call made inside a rebalance may take.
+const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the snapshot (HTTP, emitter) is refreshed from the state.
+const REFRESH_EVERY: Duration = Duration::from_millis(50);
+/// Registry retry backoff bounds for records whose schema cannot be fetched yet.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(15);
+
+/// What the consumer loop needs besides the consumer itself.
+pub struct Input {
+    pub topics: Vec<(String, InputKind)>,
+    pub state: State,
+    pub decoders: Decoders,
+    pub registry: Arc<Registry>,
+    pub runtime: tokio::runtime::Handle,
+    pub dead_letters: DeadLetters,
+    pub snapshot: Arc<Snapshot>,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    /// Set once every assigned partition reached the end offsets seen at assignment.
+    pub caught_up: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Rebalance and client events, recorded in librdkafka's callbacks (which run inside `poll` on
+/// the consumer thread) and handled by the loop right after.
+#[derive(Default)]
+struct Pending {
+    assigned: Vec<Assigned>,
+    revoked: Vec<(String, i32)>,
+}
+
+struct Assigned {
+    topic: String,
+    partition: i32,
+    /// The end offset seen at assignment: caught up once the position reaches it.
+    target: i64,
+}
+
+/// The consumer's librdkafka context: rebalances (replay by time), errors, statistics (lag).
+pub struct InputContext {
+    replay_horizon_ms: i64,
+    health: Arc<Health>,
+    metrics: Metrics,
+    pending: Mutex<Pending>,
+}
+
+impl InputContext {
+    pub fn new(replay_horizon: Duration, health: Arc<Health>, metrics: Metrics) -> Self {
+        Self {
+            replay_horizon_ms: i64::try_from(replay_horizon.as_millis()).unwrap_or(i64::MAX),
+            health,
+            metrics,
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    fn take_pending(&self) -> Pending {
+        match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn push(&self, f: impl FnOnce(&mut Pending)) {
+        match self.pending.lock() {
+            Ok(mut p) => f(&mut p),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Start offsets for a fresh assignment: the first record at or after `now − horizon`.
+    fn replay_offsets(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let from = now_ms().saturating_sub(self.replay_horizon_ms);
+        let mut query = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let _ = query.add_partition_offset(e.topic(), e.partition(), Offset::Offset(from));
+        }
+        let found = consumer.offsets_for_times(query, BROKER_CALL_TIMEOUT);
+        let mut assigned = Vec::new();
+        for e in tpl.elements() {
+            let (topic, partition) = (e.topic().to_string(), e.partition());
+            let start = match &found {
+                Ok(found) => match found.find_partition(&topic, partition).map(|f| f.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    Some(Offset::End) => Offset::End,
+                    _ => Offset::Beginning,
+                },
+                Err(err) => {
+                    tracing::warn!(%topic, partition, error = %err,
+                        "offsets for times failed; replaying from the beginning");
+                    Offset::Beginning
+                }
+            };
+            let target = match consumer.fetch_watermarks(&topic, partition, BROKER_CALL_TIMEOUT) {
+                Ok((_low, high)) => high,
+                Err(err) => {
+                    tracing::warn!(%topic, partition, error = %err,
+                        "could not read the end offset; treating the partition as caught up");
+                    0
+                }
+            };
+            tracing::info!(%topic, partition, ?start, end = target, "assigned; replaying");
+            assigned.push((topic, partition, start, target));
+        }
+        for (topic, partition, start, _) in &assigned {
+            if let Err(err) = tpl.set_partition_offset(topic, *partition, *start) {
+                tracing::warn!(%topic, partition, error = %err, "could not set the start offset");
+            }
+        }
+        self.push(|p| {
+            p.assigned.extend(assigned.into_iter().map(|(topic, partition, _, target)| {
+                Assigned { topic, partition, target }
+            }))
+        });
+    }
+}
+
+impl ClientContext for InputContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let broker_down = matches!(
+            error.rdkafka_error_code(),
+            Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve)
+        );
+        if broker_down {
+            self.health.set(Condition::Broker, Err(format!("broker unreachable: {reason}")));
+        }
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        if up {
+            self.health.set(Condition::Broker, Ok(()));
+        } else if !statistics.brokers.is_empty() {
+            self.health.set(Condition::Broker, Err("no broker connection is up".to_string()));
+        }
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.desired && p.consumer_lag >= 0 {
+                    self.metrics.set_consumer_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for InputContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.replay_offsets(consumer, tpl);
+                if let Err(err) = consumer.assign(tpl) {
+                    tracing::error!(error = %err, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: Vec<_> =
+                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                tracing::info!(partitions = revoked.len(), "partitions revoked");
+                self.push(|p| p.revoked.extend(revoked));
+                if let Err(err) = consumer.unassign() {
+                    tracing::error!(error = %err, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                if let Err(err) = consumer.unassign() {
+                    tracing::error!(error = %err, "unassign failed");
+                }
+            }
+        }
+    }
+}
+
+/// A partition paused because a record's writer schema could not be fetched yet.
+struct Blocked {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    schema_id: u32,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+/// Per-(kind, outcome) counts kept locally and added to the metrics at each refresh: the hot
+/// path touches no shared counter.
+type LocalCounts = HashMap<(InputKind, &'static str), u64>;
+
+/// Runs the consumer loop until `stop` is set. Returns the state for a final publish.
+pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
+    let mut targets = Targets::default();
+    let mut store_partition: HashMap<StoreId, i32> = HashMap::new();
+    let mut blocked: Vec<Blocked> = Vec::new();
+    let mut counts: LocalCounts = HashMap::new();
+    let mut last_refresh = Instant::now();
+    let mut was_caught_up = false;
+    let mut dirty = Vec::new();
+
+    input.health.set(Condition::Assignment, Err("waiting for a partition assignment".into()));
+    while !input.stop.load(Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        handle_pending(&consumer, &mut input, &mut targets, &mut store_partition);
+        match polled {
+            None => {}
+            Some(Ok(msg)) => {
+                if !targets.is_empty() {
+                    targets.reached(msg.topic(), msg.partition(), msg.offset() + 1);
+                }
+                if let Some(b) = handle_message(&msg, &mut input, &mut counts, &mut store_partition)
+                {
+                    pause_at(&consumer, &b);
+                    input.health.set(
+                        Condition::SchemaRegistry,
+                        Err(format!("cannot fetch schema id {}; retrying", b.schema_id)),
+                    );
+                    blocked.push(b);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "consumer error");
+            }
+        }
+        if !blocked.is_empty() {
+            retry_blocked(&consumer, &mut input, &mut blocked);
+        }
+        if last_refresh.elapsed() >= REFRESH_EVERY {
+            last_refresh = Instant::now();
+            prune_caught_up(&consumer, &mut targets);
+            let caught_up = targets.is_empty() && !consumer_has_no_assignment(&consumer);
+            if caught_up != was_caught_up {
+                was_caught_up = caught_up;
+                input.caught_up.store(caught_up, Ordering::Release);
+                if caught_up {
+                    tracing::info!("caught up with the end offsets seen at assignment");
+                }
+            }
+            input.health.set(
+                Condition::CaughtUp,
+                if caught_up {
+                    Ok(())
+                } else {
+                    Err(format!("replaying: {} partitions behind the end offsets seen at start", targets.len()))
+                },
+            );
+            refresh(&mut input, &mut dirty, &mut counts);
+        }
+    }
+    refresh(&mut input, &mut dirty, &mut counts);
+    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %err, "final commit");
+    }
+    input.state
+}
+
+fn consumer_has_no_assignment(consumer: &BaseConsumer<InputContext>) -> bool {
+    consumer.assignment().map(|a| a.count() == 0).unwrap_or(true)
+}
+
+/// Handles what the rebalance callback recorded: new catch-up targets, dropped stores.
+fn handle_pending(
+    consumer: &BaseConsumer<InputContext>,
+    input: &mut Input,
+    targets: &mut Targets,
+    store_partition: &mut HashMap<StoreId, i32>,
+) {
+    let pending = consumer.context().take_pending();
+    if !pending.revoked.is_empty() {
+        let gone: HashSet<i32> = pending.revoked.iter().map(|(_, p)| *p).collect();
+        store_partition.retain(|store, partition| {
+            let keep = !gone.contains(partition);
+            if !keep {
+                input.state.remove_store(*store);
+                input.snapshot.remove(store);
+            }
+            keep
+        });
+        for (topic, partition) in &pending.revoked {
+            targets.0.retain(|(t, p, _)| !(t == topic && p == partition));
+        }
+        input.health.set(Condition::Assignment, Err("partitions revoked; rebalancing".into()));
+    }
+    if !pending.assigned.is_empty() {
+        for a in pending.assigned {
+            targets.0.retain(|(t, p, _)| !(*t == a.topic && *p == a.partition));
+            if a.target > 0 {
+                targets.0.push((a.topic, a.partition, a.target));
+            }
+        }
+        input.health.set(Condition::Assignment, Ok(()));
+    }
+}
+
+/// Drops catch-up targets already reached by the consumer's position (which also accounts for
+/// offsets that carry no record, such as transaction markers).
+fn prune_caught_up(consumer: &BaseConsumer<InputContext>, targets: &mut Targets) {
+    if targets.is_empty() {
+        return;
+    }
+    if let Ok(position) = consumer.position() {
+        for e in position.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                targets.reached(e.topic(), e.partition(), o);
+            }
+        }
+    }
+}
+
+/// End offsets still to reach, per partition. A handful of entries, searched linearly: no
+/// allocation per record.
+#[derive(Default)]
+struct Targets(Vec<(String, i32, i64)>);
+
+impl Targets {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Records that the partition's next offset is `next`.
+    fn reached(&mut self, topic: &str, partition: i32, next: i64) {
+        self.0.retain(|(t, p, target)| !(t == topic && *p == partition && next >= *target));
+    }
+}
+
+fn now_ms() -> EventTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn kind_of(topics: &[(String, InputKind)], topic: &str) -> Option<InputKind> {
+    topics.iter().find(|(name, _)| name == topic).map(|(_, kind)| *kind)
+}
+
+/// Decodes and applies one record. Returns `Some` when the partition must pause because the
+/// record's schema cannot be fetched right now (it is retried, never dropped).
+fn handle_message(
+    msg: &BorrowedMessage<'_>,
+    input: &mut Input,
+    counts: &mut LocalCounts,
+    store_partition: &mut HashMap<StoreId, i32>,
+) -> Option<Blocked> {
+    let Some(kind) = kind_of(&input.topics, msg.topic()) else {
+        return None;
+    };
+    let at = match msg.timestamp() {
+        Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
+        Timestamp::NotAvailable => now_ms(),
+    };
+    let Some(payload) = msg.payload() else {
+        dead_letter(input, msg, counts, kind, "null_value", "record has no value (tombstone)".into());
+        return None;
+    };
+    let decoded = match input.decoders.decode(kind, payload) {
+        Err(DecodeError::UnknownSchemaId(id)) => {
+            match input.runtime.block_on(input.registry.schema_by_id(id)) {
+                Ok(schema) => {
+                    input.metrics.registry_request("ok");
+                    input.decoders.learn(id, &schema);
+                    input.decoders.decode(kind, payload)
+                }
+                Err(err) if err.is_transient() => {
+                    input.metrics.registry_request("error");
+                    tracing::warn!(schema_id = id, error = %err, "schema registry unavailable; pausing the partition");
+                    return Some(Blocked {
+                        topic: msg.topic().to_string(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        schema_id: id,
+                        backoff: RETRY_MIN,
+                        retry_at: Instant::now() + RETRY_MIN,
+                    });
+                }
+                Err(err) => {
+                    input.metrics.registry_request("not_found");
+                    input.decoders.learn_missing(id, err.to_string());
+                    input.decoders.decode(kind, payload)
+                }
+            }
+        }
+        other => other,
+    };
+    match decoded {
+        Ok(event) => {
+            let outcome = input.state.apply(&event, at);
+            store_partition.insert(event.store_id(), msg.partition());
+            *counts.entry((kind, super::outcome_label(&outcome))).or_default() += 1;
+            if input.caught_up.load(Ordering::Relaxed) {
+                input.metrics.observe_processing_latency(now_ms().saturating_sub(at));
+            }
+        }
+        Err(err) => {
+            dead_letter(input, msg, counts, kind, err.reason(), err.to_string());
+        }
+    }
+    None
+}
+
+fn dead_letter(
+    input: &Input,
+    msg: &BorrowedMessage<'_>,
+    counts: &mut LocalCounts,
+    kind: InputKind,
+    reason: &'static str,
+    error: String,
+) {
+    *counts.entry((kind, "dead_lettered")).or_default() += 1;
+    let timestamp = msg.timestamp().to_millis();
+    input.dead_letters.send(DeadLetter {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp,
+        key: msg.key(),
+        payload: msg.payload(),
+        reason,
+        error,
+    });
+}
+
+fn single(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    tpl
+}
+
+/// Pauses the partition and rewinds it to the record that could not be decoded yet.
+fn pause_at(consumer: &BaseConsumer<InputContext>, b: &Blocked) {
+    if let Err(err) = consumer.pause(&single(&b.topic, b.partition)) {
+        tracing::warn!(error = %err, "pause failed");
+    }
+    if let Err(err) =
+        consumer.seek(&b.topic, b.partition, Offset::Offset(b.offset), Duration::from_secs(1))
+    {
+        tracing::warn!(error = %err, "seek failed");
+    }
+}
+
+fn retry_blocked(consumer: &BaseConsumer<InputContext>, input: &mut Input, blocked: &mut Vec<Blocked>) {
+    let now = Instant::now();
+    let mut i = 0;
+    while i < blocked.len() {
+        let b = &mut blocked[i];
+        if b.retry_at > now {
+            i += 1;
+            continue;
+        }
+        let id = b.schema_id;
+        let result = input.runtime.block_on(input.registry.schema_by_id(id));
+        let settled = match result {
+            Ok(schema) => {
+                input.metrics.registry_request("ok");
+                input.decoders.learn(id, &schema);
+                true
+            }
+            Err(err) if err.is_transient() => {
+                input.metrics.registry_request("error");
+                b.backoff = (b.backoff * 2).min(RETRY_MAX);
+                b.retry_at = Instant::now() + b.backoff;
+                tracing::warn!(schema_id = id, error = %err, retry_in = ?b.backoff, "schema registry still unavailable");
+                false
+            }
+            Err(err) => {
+                input.metrics.registry_request("not_found");
+                input.decoders.learn_missing(id, err.to_string());
+                true
+            }
+        };
+        if settled {
+            let b = blocked.swap_remove(i);
+            if let Err(err) = consumer.resume(&single(&b.topic, b.partition)) {
+                tracing::warn!(error = %err, "resume failed");
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if blocked.is_empty() {
+        input.health.set(Condition::SchemaRegistry, Ok(()));
+    }
+}
+
+/// Publishes changed answers to the snapshot and flushes local counts into the metrics.
+fn refresh(input: &mut Input, dirty: &mut Vec<StoreId>, counts: &mut LocalCounts) {
+    dirty.clear();
+    dirty.extend(input.state.take_dirty());
+    for store in dirty.iter() {
+        match input.state.answer(*store) {
+            Some(answer) => {
+                input.metrics.set_store(&answer);
+                input.snapshot.insert(*store, answer);
+            }
+            None => {
+                input.snapshot.remove(store);
+            }
+        }
+    }
+    for ((kind, outcome), n) in counts.drain() {
+        input.metrics.count_events(kind, outcome, n);
+    }
+    input.metrics.set_state_counters(&input.state.counters());
+}
