@@ -1,1 +1,453 @@
-//! placeholder
+//! The HTTP face: wait times for the ordering app, probes for the orchestrator, metrics for
+//! Prometheus. Read-only (GET and HEAD); every answer is JSON except `/metrics`, every error is
+//! `{"error": "..."}` with a status that says what went wrong.
+//!
+//! Hardening, outermost first: a panic becomes a 500 JSON; a URI over the limit gets 414; a
+//! request still running after the timeout gets 503; error responses that some layer produced
+//! without a JSON body (axum's 405, the body limit's 413) get one; a declared body over the
+//! limit gets 413. The customer-facing `/stores` routes also shed load: beyond
+//! `max_in_flight` concurrent requests they answer 503 at once instead of queueing. Probes and
+//! `/metrics` are exempt on purpose, so an overload never turns into a liveness restart or a
+//! gap in the very metrics that would show it.
+
+use std::any::Any;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dashmap::DashMap;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::domain::{Basis, EventTime, StoreId, StoreWait};
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// The answers the pipeline publishes and HTTP (and the per-store metrics) read: one entry per
+/// known store, replaced whole when its answer changes.
+pub type Snapshot = Arc<DashMap<StoreId, StoreWait>>;
+
+/// The content type of `/metrics`. The text is OpenMetrics (that is all `prometheus-client`
+/// writes: `# EOF`, `# UNIT`, `info` types, `_total` only on counter samples), and Prometheus
+/// asks for OpenMetrics first in its `Accept` header; labelled as the classic `text/plain;
+/// version=0.0.4` it would be parsed with the wrong grammar (the classic parser rejects the
+/// `info` type).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How much of a client's input an error message echoes back.
+const MAX_ECHO_CHARS: usize = 64;
+
+/// Limits that keep a misbehaving or overwhelming client from hurting the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request still unanswered after this gets 503.
+    pub request_timeout: Duration,
+    /// Concurrent `/stores` requests beyond this get 503 at once (load shedding).
+    pub max_in_flight: usize,
+    /// Longer request URIs (path and query) get 414.
+    pub max_uri_bytes: usize,
+    /// Larger declared request bodies get 413; no route takes a body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            request_timeout: Duration::from_secs(5),
+            max_in_flight: 256,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What the handlers read. Cheap to clone (all shared).
+#[derive(Clone)]
+pub struct AppState {
+    snapshot: Snapshot,
+    health: Arc<Health>,
+    metrics: Metrics,
+    limits: HttpLimits,
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// With [`HttpLimits::default`].
+    pub fn new(snapshot: Snapshot, health: Arc<Health>, metrics: Metrics) -> Self {
+        let limits = HttpLimits::default();
+        AppState {
+            snapshot,
+            health,
+            metrics,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            limits,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+}
+
+/// Errors of the HTTP boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Every route, hardened (see the module docs).
+pub fn router(app: AppState) -> Router {
+    let stores = Router::new()
+        .route("/stores", get(list_stores))
+        .route("/stores/{id}/wait", get(store_wait))
+        .route_layer(middleware::from_fn_with_state(app.clone(), shed_load));
+    let routes = Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(stores);
+    harden(routes, app)
+}
+
+/// Applies the fallback and the protective layers to `routes`.
+fn harden(routes: Router<AppState>, app: AppState) -> Router {
+    routes
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(app.limits.max_body_bytes))
+        // Inside `guard`, so a handler's panic is answered and counted like any response.
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        // The last resort, should anything in `guard` itself panic.
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, reports not ready and lets requests
+/// in flight finish (each is bounded by the request timeout).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let health = app.health.clone();
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP listening");
+    }
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            health.set_shutting_down();
+        })
+        .await?;
+    Ok(())
+}
+
+/// One store's answer as JSON: [`StoreWait`] with `updated_at` as RFC 3339.
+#[derive(Debug, Serialize)]
+struct StoreWaitJson {
+    store_id: StoreId,
+    wait_time_minutes: Option<i32>,
+    basis: Basis,
+    open_orders: u32,
+    observations: u32,
+    mean_minutes: Option<f64>,
+    p50_minutes: Option<f64>,
+    p90_minutes: Option<f64>,
+    completions_per_hour: f64,
+    cancellation_rate: Option<f64>,
+    /// RFC 3339 UTC with milliseconds; null when unknown.
+    updated_at: Option<String>,
+    updated_at_ms: Option<EventTime>,
+}
+
+impl From<&StoreWait> for StoreWaitJson {
+    fn from(w: &StoreWait) -> Self {
+        StoreWaitJson {
+            store_id: w.store_id,
+            wait_time_minutes: w.wait_time_minutes,
+            basis: w.basis,
+            open_orders: w.open_orders,
+            observations: w.observations,
+            mean_minutes: w.mean_minutes,
+            p50_minutes: w.p50_minutes,
+            p90_minutes: w.p90_minutes,
+            completions_per_hour: w.completions_per_hour,
+            cancellation_rate: w.cancellation_rate,
+            updated_at: w.updated_at_ms.and_then(rfc3339_millis),
+            updated_at_ms: w.updated_at_ms,
+        }
+    }
+}
+
+/// `ms` since the epoch as RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`;
+/// `None` outside years 1970..=9999, which the formatter cannot represent.
+pub fn rfc3339_millis(ms: EventTime) -> Option<String> {
+    const END_OF_9999_MS: i64 = 253_402_300_800_000;
+    if !(0..END_OF_9999_MS).contains(&ms) {
+        return None;
+    }
+    let time = UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).ok()?))?;
+    let mut out = String::with_capacity(24);
+    write!(out, "{}", humantime::format_rfc3339_millis(time)).ok()?;
+    Some(out)
+}
+
+async fn store_wait(
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Response {
+    let raw = match id {
+        Ok(Path(raw)) => raw,
+        // Not valid UTF-8 once decoded: echo the segment as sent.
+        Err(_) => store_wait_segment(uri.path())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let Some(id) = parse_store_id(&raw) else {
+        return bad_store_id(&raw);
+    };
+    // Clone out so the map shard is not held while serializing.
+    let found = app
+        .snapshot
+        .get(&id)
+        .map(|e| StoreWaitJson::from(e.value()));
+    match found {
+        Some(body) => axum::Json(body).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "error": format!("store {id} has not been seen"),
+                "store_id": id,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn list_stores(State(app): State<AppState>) -> Response {
+    let mut all: Vec<StoreWaitJson> = app
+        .snapshot
+        .iter()
+        .map(|e| StoreWaitJson::from(e.value()))
+        .collect();
+    all.sort_unstable_by_key(|w| w.store_id);
+    axum::Json(all).into_response()
+}
+
+async fn live() -> Response {
+    axum::Json(json!({"status": "live"})).into_response()
+}
+
+async fn ready(State(app): State<AppState>) -> Response {
+    let report = app.health.report();
+    if report.ready {
+        return axum::Json(json!({"status": "ready"})).into_response();
+    }
+    let reasons: serde_json::Map<String, serde_json::Value> = report
+        .not_ready()
+        .map(|(name, reason)| (name.to_owned(), reason.into()))
+        .collect();
+    let names: Vec<&str> = report.not_ready().map(|(name, _)| name).collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "status": "not ready",
+            "error": format!("not ready: {}", names.join(", ")),
+            "reasons": reasons,
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    match app.metrics.render() {
+        Ok(text) => ([(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
+        Err(_) => {
+            tracing::error!("could not render metrics");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not render metrics".to_owned(),
+            )
+        }
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    // The router does not match an empty segment, so `/stores//wait` lands here; it is a bad
+    // id, not a missing route.
+    if let Some(raw) = store_wait_segment(uri.path()) {
+        return bad_store_id(raw);
+    }
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", echo(uri.path())),
+    )
+}
+
+/// The `{id}` of a `/stores/{id}/wait` path, as sent.
+fn store_wait_segment(path: &str) -> Option<&str> {
+    let raw = path.strip_prefix("/stores/")?.strip_suffix("/wait")?;
+    (!raw.contains('/')).then_some(raw)
+}
+
+/// Accepts ASCII digits only (no sign, no spaces) naming a value in `1..=i32::MAX`.
+fn parse_store_id(raw: &str) -> Option<StoreId> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse::<StoreId>().ok().filter(|id| *id > 0)
+}
+
+fn bad_store_id(raw: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "store id must be a positive 32-bit integer, got {:?}",
+            echo(raw)
+        ),
+    )
+}
+
+/// At most [`MAX_ECHO_CHARS`] of `s`, marked with `…` when cut.
+fn echo(s: &str) -> String {
+    match s.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+fn error_response(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// URI limit, timeout, JSON bodies for every error, and the request counter.
+async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let uri = request.uri();
+    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+
+    let response = if uri_len > app.limits.max_uri_bytes {
+        error_response(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "request URI is {uri_len} bytes; the limit is {}",
+                app.limits.max_uri_bytes
+            ),
+        )
+    } else {
+        match tokio::time::timeout(app.limits.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(%method, route, "HTTP request timed out");
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "request timed out after {}",
+                        humantime::format_duration(app.limits.request_timeout)
+                    ),
+                )
+            }
+        }
+    };
+    let response = json_error_body(response, &method);
+    app.metrics.http_request(&route, response.status().as_u16());
+    response
+}
+
+/// Gives an error response produced without a JSON body (axum's 405, tower-http's 413) one.
+fn json_error_body(response: Response, method: &Method) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("GET,HEAD");
+            format!("method {method} is not allowed here; allowed: {allowed}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large; no route takes a body".to_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+    };
+    let body = json!({ "error": message }).to_string();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Sheds load on the customer-facing routes: no permit, no queue, 503 now.
+async fn shed_load(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    match app.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many concurrent requests; retry shortly".to_owned(),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload");
+    tracing::error!(panic = detail, "HTTP handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,9 +4,11 @@
 //! outputs ([`pipeline`] emitter and dead letters, [`http`], [`metrics`]).
 
 pub mod config;
+pub mod datagen;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod metrics;
-// pub mod pipeline; (wired once the modules it uses land)
+pub mod pipeline;
 pub mod state;
 pub mod wire;

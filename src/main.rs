@@ -1,1 +1,112 @@
-fn main() {}
+//! The `waittimes` command: parses the command line and calls into the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "waittimes", version, about = "Live per-store wait times from Kafka order events")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: consume the order topics, publish wait times, serve HTTP and metrics.
+    ///
+    /// Every configuration key can be overridden by an environment variable
+    /// WAITTIMES__SECTION__KEY, e.g. WAITTIMES__KAFKA__BOOTSTRAP_SERVERS.
+    Run {
+        /// The TOML configuration file (see config/default.toml for every key).
+        #[arg(long, short, env = "WAITTIMES_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log format; overrides log.format.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Load and validate the configuration, print it with secrets redacted, and exit.
+    CheckConfig {
+        #[arg(long, short, env = "WAITTIMES_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, log_format } => {
+            let config = waittimes::config::Config::load(config.as_deref())
+                .context("invalid configuration")?;
+            let json = match log_format {
+                Some(LogFormat::Json) => true,
+                Some(LogFormat::Human) => false,
+                None => config.log.format == waittimes::config::LogFormat::Json,
+            };
+            init_logging(&config.log.level, json)?;
+            tracing::info!(config = %config.redacted_summary(), "starting");
+            config.log_warnings();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("waittimes-rt")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(waittimes::pipeline::run(config, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let config = waittimes::config::Config::load(config.as_deref())
+                .context("invalid configuration")?;
+            println!("{}", config.redacted_summary());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(level: &str, json: bool) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .with_context(|| format!("invalid log.level {level:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

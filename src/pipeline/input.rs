@@ -18,9 +18,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::domain::{EventTime, InputKind, StoreId};
 use crate::health::{Condition, Health};
 use crate::http::Snapshot;
-use crate::metrics::Metrics;
+use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
-use crate::state::State;
+use crate::state::{Counters, Outcome, State};
 use crate::wire::{DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
@@ -39,7 +39,7 @@ pub struct Input {
     pub registry: Arc<Registry>,
     pub runtime: tokio::runtime::Handle,
     pub dead_letters: DeadLetters,
-    pub snapshot: Arc<Snapshot>,
+    pub snapshot: Snapshot,
     pub metrics: Metrics,
     pub health: Arc<Health>,
     /// Set once every assigned partition reached the end offsets seen at assignment.
@@ -149,7 +149,7 @@ impl ClientContext for InputContext {
             Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve)
         );
         if broker_down {
-            self.health.set(Condition::Broker, Err(format!("broker unreachable: {reason}")));
+            self.health.set_not_ready(Condition::Broker, format!("broker unreachable: {reason}"));
         }
         tracing::warn!(error = %error, reason, "kafka client error");
     }
@@ -157,9 +157,9 @@ impl ClientContext for InputContext {
     fn stats(&self, statistics: Statistics) {
         let up = statistics.brokers.values().any(|b| b.state == "UP");
         if up {
-            self.health.set(Condition::Broker, Ok(()));
+            self.health.set_ok(Condition::Broker);
         } else if !statistics.brokers.is_empty() {
-            self.health.set(Condition::Broker, Err("no broker connection is up".to_string()));
+            self.health.set_not_ready(Condition::Broker, "no broker connection is up");
         }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
@@ -214,21 +214,17 @@ struct Blocked {
     retry_at: Instant,
 }
 
-/// Per-(kind, outcome) counts kept locally and added to the metrics at each refresh: the hot
-/// path touches no shared counter.
-type LocalCounts = HashMap<(InputKind, &'static str), u64>;
-
 /// Runs the consumer loop until `stop` is set. Returns the state for a final publish.
 pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
     let mut targets = Targets::default();
     let mut store_partition: HashMap<StoreId, i32> = HashMap::new();
     let mut blocked: Vec<Blocked> = Vec::new();
-    let mut counts: LocalCounts = HashMap::new();
     let mut last_refresh = Instant::now();
     let mut was_caught_up = false;
     let mut dirty = Vec::new();
+    let mut totals = Totals::default();
 
-    input.health.set(Condition::Assignment, Err("waiting for a partition assignment".into()));
+    input.health.set_not_ready(Condition::Assignment, "waiting for a partition assignment");
     while !input.stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
         handle_pending(&consumer, &mut input, &mut targets, &mut store_partition);
@@ -238,12 +234,12 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                 if !targets.is_empty() {
                     targets.reached(msg.topic(), msg.partition(), msg.offset() + 1);
                 }
-                if let Some(b) = handle_message(&msg, &mut input, &mut counts, &mut store_partition)
+                if let Some(b) = handle_message(&msg, &mut input, &mut store_partition)
                 {
                     pause_at(&consumer, &b);
-                    input.health.set(
+                    input.health.set_not_ready(
                         Condition::SchemaRegistry,
-                        Err(format!("cannot fetch schema id {}; retrying", b.schema_id)),
+                        format!("cannot fetch schema id {}; retrying", b.schema_id),
                     );
                     blocked.push(b);
                 }
@@ -267,18 +263,18 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                     tracing::info!("caught up with the end offsets seen at assignment");
                 }
             }
-            input.health.set(
-                Condition::CaughtUp,
-                if caught_up {
-                    Ok(())
-                } else {
-                    Err(format!("replaying: {} partitions behind the end offsets seen at start", targets.len()))
-                },
-            );
-            refresh(&mut input, &mut dirty, &mut counts);
+            if caught_up {
+                input.health.set_ok(Condition::CaughtUp);
+            } else {
+                input.health.set_not_ready(
+                    Condition::CaughtUp,
+                    format!("replaying: {} partitions behind the end offsets seen at start", targets.len()),
+                );
+            }
+            refresh(&mut input, &mut dirty, &mut totals);
         }
     }
-    refresh(&mut input, &mut dirty, &mut counts);
+    refresh(&mut input, &mut dirty, &mut totals);
     if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %err, "final commit");
     }
@@ -310,7 +306,7 @@ fn handle_pending(
         for (topic, partition) in &pending.revoked {
             targets.0.retain(|(t, p, _)| !(t == topic && p == partition));
         }
-        input.health.set(Condition::Assignment, Err("partitions revoked; rebalancing".into()));
+        input.health.set_not_ready(Condition::Assignment, "partitions revoked; rebalancing");
     }
     if !pending.assigned.is_empty() {
         for a in pending.assigned {
@@ -319,7 +315,7 @@ fn handle_pending(
                 targets.0.push((a.topic, a.partition, a.target));
             }
         }
-        input.health.set(Condition::Assignment, Ok(()));
+        input.health.set_ok(Condition::Assignment);
     }
 }
 
@@ -374,7 +370,6 @@ fn kind_of(topics: &[(String, InputKind)], topic: &str) -> Option<InputKind> {
 fn handle_message(
     msg: &BorrowedMessage<'_>,
     input: &mut Input,
-    counts: &mut LocalCounts,
     store_partition: &mut HashMap<StoreId, i32>,
 ) -> Option<Blocked> {
     let Some(kind) = kind_of(&input.topics, msg.topic()) else {
@@ -385,20 +380,24 @@ fn handle_message(
         Timestamp::NotAvailable => now_ms(),
     };
     let Some(payload) = msg.payload() else {
-        dead_letter(input, msg, counts, kind, "null_value", "record has no value (tombstone)".into());
+        dead_letter(input, msg, "malformed", "record has no value (a tombstone)".into());
         return None;
     };
     let decoded = match input.decoders.decode(kind, payload) {
         Err(DecodeError::UnknownSchemaId(id)) => {
             match input.runtime.block_on(input.registry.schema_by_id(id)) {
                 Ok(schema) => {
-                    input.metrics.registry_request("ok");
+                    input.metrics.schema_registry_request(RegistryOutcome::Ok);
                     input.decoders.learn(id, &schema);
                     input.decoders.decode(kind, payload)
                 }
                 Err(err) if err.is_transient() => {
-                    input.metrics.registry_request("error");
-                    tracing::warn!(schema_id = id, error = %err, "schema registry unavailable; pausing the partition");
+                    metrics::SchemaRegistryFailed {
+                        schema_id: Some(id),
+                        outcome: RegistryOutcome::Error,
+                        error: &err,
+                    }
+                    .emit(&input.metrics);
                     return Some(Blocked {
                         topic: msg.topic().to_string(),
                         partition: msg.partition(),
@@ -409,7 +408,12 @@ fn handle_message(
                     });
                 }
                 Err(err) => {
-                    input.metrics.registry_request("not_found");
+                    metrics::SchemaRegistryFailed {
+                        schema_id: Some(id),
+                        outcome: RegistryOutcome::NotFound,
+                        error: &err,
+                    }
+                    .emit(&input.metrics);
                     input.decoders.learn_missing(id, err.to_string());
                     input.decoders.decode(kind, payload)
                 }
@@ -421,13 +425,11 @@ fn handle_message(
         Ok(event) => {
             let outcome = input.state.apply(&event, at);
             store_partition.insert(event.store_id(), msg.partition());
-            *counts.entry((kind, super::outcome_label(&outcome))).or_default() += 1;
-            if input.caught_up.load(Ordering::Relaxed) {
-                input.metrics.observe_processing_latency(now_ms().saturating_sub(at));
-            }
+            input.metrics.event(kind, event_outcome(outcome));
+            input.metrics.observe_processing_latency(at, now_ms());
         }
         Err(err) => {
-            dead_letter(input, msg, counts, kind, err.reason(), err.to_string());
+            dead_letter(input, msg, err.reason(), err.to_string());
         }
     }
     None
@@ -436,12 +438,9 @@ fn handle_message(
 fn dead_letter(
     input: &Input,
     msg: &BorrowedMessage<'_>,
-    counts: &mut LocalCounts,
-    kind: InputKind,
     reason: &'static str,
     error: String,
 ) {
-    *counts.entry((kind, "dead_lettered")).or_default() += 1;
     let timestamp = msg.timestamp().to_millis();
     input.dead_letters.send(DeadLetter {
         topic: msg.topic(),
@@ -486,19 +485,28 @@ fn retry_blocked(consumer: &BaseConsumer<InputContext>, input: &mut Input, block
         let result = input.runtime.block_on(input.registry.schema_by_id(id));
         let settled = match result {
             Ok(schema) => {
-                input.metrics.registry_request("ok");
+                input.metrics.schema_registry_request(RegistryOutcome::Ok);
                 input.decoders.learn(id, &schema);
                 true
             }
             Err(err) if err.is_transient() => {
-                input.metrics.registry_request("error");
                 b.backoff = (b.backoff * 2).min(RETRY_MAX);
                 b.retry_at = Instant::now() + b.backoff;
-                tracing::warn!(schema_id = id, error = %err, retry_in = ?b.backoff, "schema registry still unavailable");
+                metrics::SchemaRegistryFailed {
+                    schema_id: Some(id),
+                    outcome: RegistryOutcome::Error,
+                    error: &err,
+                }
+                .emit(&input.metrics);
                 false
             }
             Err(err) => {
-                input.metrics.registry_request("not_found");
+                metrics::SchemaRegistryFailed {
+                    schema_id: Some(id),
+                    outcome: RegistryOutcome::NotFound,
+                    error: &err,
+                }
+                .emit(&input.metrics);
                 input.decoders.learn_missing(id, err.to_string());
                 true
             }
@@ -513,18 +521,38 @@ fn retry_blocked(consumer: &BaseConsumer<InputContext>, input: &mut Input, block
         }
     }
     if blocked.is_empty() {
-        input.health.set(Condition::SchemaRegistry, Ok(()));
+        input.health.set_ok(Condition::SchemaRegistry);
     }
 }
 
-/// Publishes changed answers to the snapshot and flushes local counts into the metrics.
-fn refresh(input: &mut Input, dirty: &mut Vec<StoreId>, counts: &mut LocalCounts) {
+/// Totals already added to the metrics, so each refresh adds only the difference.
+#[derive(Default)]
+struct Totals {
+    expired_open: u64,
+    expired_held: u64,
+    measured: u64,
+    reported: u64,
+}
+
+impl Totals {
+    fn add_deltas(&mut self, metrics: &Metrics, c: &Counters) {
+        let delta = |last: &mut u64, now: u64| now.saturating_sub(std::mem::replace(last, now));
+        metrics.expired(ExpiryKind::OpenOrder, delta(&mut self.expired_open, c.expired_open_total));
+        metrics.expired(ExpiryKind::HeldTerminal, delta(&mut self.expired_held, c.expired_held_total));
+        let measured = delta(&mut self.measured, c.observations_measured_total);
+        metrics.observations(metrics::ObservationSource::Measured, measured);
+        let reported = delta(&mut self.reported, c.observations_reported_total);
+        metrics.observations(metrics::ObservationSource::Reported, reported);
+    }
+}
+
+/// Publishes changed answers to the snapshot and the state's gauges to the metrics.
+fn refresh(input: &mut Input, dirty: &mut Vec<StoreId>, totals: &mut Totals) {
     dirty.clear();
     dirty.extend(input.state.take_dirty());
     for store in dirty.iter() {
         match input.state.answer(*store) {
             Some(answer) => {
-                input.metrics.set_store(&answer);
                 input.snapshot.insert(*store, answer);
             }
             None => {
@@ -532,8 +560,23 @@ fn refresh(input: &mut Input, dirty: &mut Vec<StoreId>, counts: &mut LocalCounts
             }
         }
     }
-    for ((kind, outcome), n) in counts.drain() {
-        input.metrics.count_events(kind, outcome, n);
+    let c = input.state.counters();
+    input.metrics.set_open_orders(c.open_orders);
+    input.metrics.set_held_terminals(c.held_terminals);
+    totals.add_deltas(&input.metrics, &c);
+}
+
+/// The metric outcome of one applied event.
+fn event_outcome(outcome: Outcome) -> EventOutcome {
+    match outcome {
+        Outcome::Opened
+        | Outcome::Observed(_)
+        | Outcome::Corrected
+        | Outcome::Cancelled
+        | Outcome::Resolved => EventOutcome::Applied,
+        Outcome::HeldCompletion | Outcome::HeldCancellation => EventOutcome::Held,
+        Outcome::Duplicate | Outcome::Conflict => EventOutcome::Duplicate,
+        Outcome::Expired => EventOutcome::Late,
+        Outcome::Ignored(_) => EventOutcome::Ignored,
     }
-    input.metrics.set_state_counters(&input.state.counters());
 }

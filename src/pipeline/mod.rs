@@ -20,7 +20,7 @@ use crate::domain::InputKind;
 use crate::health::{Condition, Health};
 use crate::http::{self, AppState, Snapshot};
 use crate::metrics::Metrics;
-use crate::state::{Outcome, State};
+use crate::state::{State, StateConfig};
 use crate::wire::{self, Decoders, Registry};
 
 /// Errors at the pipeline boundary: what stops the service from starting or running.
@@ -45,26 +45,41 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How long shutdown may take before the remaining work is abandoned.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The metric label of an apply outcome.
-pub(crate) fn outcome_label(outcome: &Outcome) -> &'static str {
-    outcome.label()
-}
-
 /// Runs the service until `shutdown` resolves: HTTP first (liveness answers at once), then the
 /// registry, priors, consumer thread and emitter; on shutdown stops consuming, publishes the
 /// last changes, flushes the producer, commits, and closes the server, within a bounded time.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let metrics = Metrics::new();
-    let health = Arc::new(Health::new());
-    let snapshot = Arc::new(Snapshot::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-
     let listen = config.http.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| Error::Bind { addr: listen, source })?;
-    tracing::info!(%listen, "http listening");
-    let app = AppState::new(snapshot.clone(), health.clone(), metrics.clone(), config.http.request_timeout);
+    run_with_listener(config, listener, shutdown).await
+}
+
+/// [`run`] on a listener the caller bound (tests and benchmarks use an ephemeral port).
+pub async fn run_with_listener(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let health = Arc::new(Health::new());
+    let snapshot = Snapshot::default();
+    let topics = config.topics.clone();
+    let metrics = Metrics::new(
+        move |kind| match kind {
+            InputKind::Orders => topics.orders.clone(),
+            InputKind::Completed => topics.completed.clone(),
+            InputKind::Cancelled => topics.cancelled.clone(),
+        },
+        snapshot.clone(),
+        health.clone(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "http listening");
+    }
+    let limits = http::HttpLimits { request_timeout: config.http.request_timeout, ..Default::default() };
+    let app = AppState::new(snapshot.clone(), health.clone(), metrics.clone()).with_limits(limits);
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(http::serve(listener, app, async move {
         let _ = http_stop.changed().await;
@@ -127,10 +142,10 @@ async fn start(
     config: &Config,
     metrics: &Metrics,
     health: &Arc<Health>,
-    snapshot: &Arc<Snapshot>,
+    snapshot: &Snapshot,
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Running> {
-    let registry = Arc::new(Registry::new(config.registry_settings()?)?);
+    let registry = Arc::new(Registry::new(registry_settings(config))?);
     let producer: FutureProducer = config.producer_config().create()?;
     let topics = &config.topics;
 
@@ -143,10 +158,10 @@ async fn start(
     .await;
     tracing::info!(%subject, schema_id, "output schema registered");
 
-    health.set(Condition::Priors, Err(format!("loading priors from {}", topics.wait_times)));
+    health.set_not_ready(Condition::Priors, format!("loading priors from {}", topics.wait_times));
     let runtime = tokio::runtime::Handle::current();
     let priors = {
-        let cfg = config.priors_consumer_config();
+        let cfg = priors_consumer_config(config);
         let topic = topics.wait_times.clone();
         let registry = registry.clone();
         let rt = runtime.clone();
@@ -156,10 +171,10 @@ async fn start(
         .await
         .map_err(|e| Error::Thread(e.to_string()))??
     };
-    metrics.set_priors_loaded(priors.values.len());
-    health.set(Condition::Priors, Ok(()));
+    metrics.set_priors_loaded(priors.values.len() as u64);
+    health.set_ok(Condition::Priors);
 
-    let mut state = State::new(config.state_config());
+    let mut state = State::new(state_config(config));
     for (store, minutes) in &priors.values {
         state.set_prior(*store, *minutes);
     }
@@ -169,7 +184,7 @@ async fn start(
     let failed = Arc::new(tokio::sync::Notify::new());
     let context = input::InputContext::new(config.replay_horizon(), health.clone(), metrics.clone());
     let consumer: BaseConsumer<input::InputContext> =
-        config.consumer_config().create_with_context(context)?;
+        input_consumer_config(config).create_with_context(context)?;
     let names = [topics.orders.as_str(), topics.completed.as_str(), topics.cancelled.as_str()];
     consumer.subscribe(&names)?;
 
@@ -229,15 +244,63 @@ where
     loop {
         match f().await {
             Ok(v) => {
-                health.set(condition, Ok(()));
+                health.set_ok(condition);
                 return v;
             }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "{what} failed");
-                health.set(condition, Err(format!("{what} failed: {err}")));
+                health.set_not_ready(condition, format!("{what} failed: {err}"));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
+}
+
+/// The registry client's settings from the configuration.
+fn registry_settings(config: &Config) -> wire::RegistrySettings {
+    let sr = config.schema_registry();
+    wire::RegistrySettings {
+        urls: sr.urls,
+        basic_auth: sr.basic_auth.map(|a| (a.username, a.password.expose().to_string())),
+        timeout: sr.timeout,
+        ..Default::default()
+    }
+}
+
+/// The state's settings from the configuration (durations in milliseconds of stream time).
+fn state_config(config: &Config) -> StateConfig {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    StateConfig {
+        window_ms: ms(config.state.window),
+        match_ttl_ms: ms(config.state.match_ttl),
+        open_ttl_ms: ms(config.state.open_ttl),
+        estimator: config.state.estimator,
+        ..StateConfig::default()
+    }
+}
+
+/// The input consumer: the group, replay positions set by the rebalance callback, statistics
+/// for lag and broker health, and fetch sizes that keep a fast broker busy. Every default here
+/// can be overridden under `[kafka.properties]`.
+fn input_consumer_config(config: &Config) -> rdkafka::ClientConfig {
+    use crate::config::set_if_absent;
+    let mut c = config.consumer_config();
+    set_if_absent(&mut c, "auto.offset.reset", "earliest");
+    set_if_absent(&mut c, "enable.auto.commit", "true");
+    set_if_absent(&mut c, "enable.partition.eof", "false");
+    set_if_absent(&mut c, "statistics.interval.ms", "1000");
+    set_if_absent(&mut c, "fetch.wait.max.ms", "100");
+    set_if_absent(&mut c, "max.partition.fetch.bytes", "10485760");
+    set_if_absent(&mut c, "queued.min.messages", "1000000");
+    c
+}
+
+/// The priors reader: assigned partitions, no group commits, end-of-partition events.
+fn priors_consumer_config(config: &Config) -> rdkafka::ClientConfig {
+    let mut c = config.consumer_config();
+    c.set("enable.auto.commit", "false");
+    c.set("enable.partition.eof", "true");
+    c.set("auto.offset.reset", "earliest");
+    c
 }

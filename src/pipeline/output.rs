@@ -21,7 +21,7 @@ pub struct Emitter {
     pub topic: String,
     /// The registry id of the WaitTimes schema under `<topic>-value`.
     pub schema_id: u32,
-    pub snapshot: Arc<Snapshot>,
+    pub snapshot: Snapshot,
     pub caught_up: Arc<AtomicBool>,
     pub interval: Duration,
     pub metrics: Metrics,
@@ -74,7 +74,7 @@ impl Emitter {
         for (store, minutes, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {
-                    self.metrics.emit_sent();
+                    self.metrics.emitted(crate::metrics::EmitOutcome::Sent);
                     self.published.insert(store, minutes);
                 }
                 Ok(Err((err, _))) => {

@@ -1,0 +1,272 @@
+//! Internal events: one type per observable occurrence whose `emit` counts it and logs it in
+//! one call, so the two never drift apart. Events that can come in floods (a topic full of
+//! poison records, an unreachable registry) log the first [`LOGS_PER_WINDOW`] per
+//! [`LOG_WINDOW`] and then one line saying how many were not logged; the counters always see
+//! every occurrence.
+
+use std::fmt::Display;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{EmitOutcome, ExpiryKind, Metrics, RegistryOutcome};
+use crate::domain::{EventTime, StoreId};
+
+/// How many events of one type are logged per window before the rest are only counted.
+pub const LOGS_PER_WINDOW: u32 = 10;
+/// The rate-limiting window.
+pub const LOG_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a [`LogLimiter`] lets the caller do with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Log it; first say that this many were not logged in the previous window (if any).
+    Log { suppressed_before: u64 },
+    /// Count it only.
+    Suppress,
+}
+
+/// Logs the first N per window. The summary of the suppressed ones is written when the next
+/// event after the window arrives (no timer thread); the counters have the exact figures
+/// meanwhile.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    window_start: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter {
+            state: Mutex::new(LimiterState::default()),
+        }
+    }
+}
+
+impl LogLimiter {
+    pub(crate) fn admit(&self) -> Admission {
+        self.admit_at(Instant::now())
+    }
+
+    pub(crate) fn admit_at(&self, now: Instant) -> Admission {
+        // A poisoned limiter still holds valid counts: keep using it.
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut suppressed_before = 0;
+        let expired = s
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= LOG_WINDOW);
+        if expired {
+            suppressed_before = s.suppressed;
+            *s = LimiterState {
+                window_start: Some(now),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if s.logged < LOGS_PER_WINDOW {
+            s.logged += 1;
+            Admission::Log { suppressed_before }
+        } else {
+            s.suppressed += 1;
+            Admission::Suppress
+        }
+    }
+}
+
+/// One limiter per noisy event type.
+#[derive(Debug, Default)]
+pub(crate) struct Limiters {
+    dead_letters: LogLimiter,
+    dead_letter_failures: LogLimiter,
+    emit_failures: LogLimiter,
+    registry_failures: LogLimiter,
+}
+
+/// A record went to the dead-letter topic. Counts `waittimes_dead_letters_total{topic,reason}`
+/// and `waittimes_events_total{topic,outcome="dead_lettered"}` (do not count the event
+/// separately); logs a warning, rate-limited.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLettered<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// One of [`super::DeadLetterReason`]'s names, ideally: it is a label value.
+    pub reason: &'static str,
+    pub error: &'a str,
+}
+
+impl DeadLettered<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.count_dead_letter(self.topic, self.reason);
+        if let Admission::Log { suppressed_before } = metrics.limiters().dead_letters.admit() {
+            if suppressed_before > 0 {
+                tracing::warn!(
+                    suppressed = suppressed_before,
+                    "{suppressed_before} more dead letters in the previous minute were not logged"
+                );
+            }
+            tracing::warn!(
+                topic = self.topic,
+                partition = self.partition,
+                offset = self.offset,
+                reason = self.reason,
+                error = self.error,
+                "record dead-lettered"
+            );
+        }
+    }
+}
+
+/// A dead letter could not be written to the dead-letter topic (the record's position is still
+/// committed: the partition must not stall). Counts `waittimes_dead_letter_failures_total`;
+/// logs an error, rate-limited.
+#[derive(Clone, Copy)]
+pub struct DeadLetterFailed<'a> {
+    pub error: &'a dyn Display,
+}
+
+impl DeadLetterFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.dead_letter_failures.inc();
+        if let Admission::Log { suppressed_before } =
+            metrics.limiters().dead_letter_failures.admit()
+        {
+            if suppressed_before > 0 {
+                tracing::error!(
+                    suppressed = suppressed_before,
+                    "{suppressed_before} more dead-letter write failures in the previous minute were not logged"
+                );
+            }
+            tracing::error!(error = %self.error, "could not write a dead letter");
+        }
+    }
+}
+
+/// A store's wait time was published. Counts `waittimes_emits_total{outcome="sent"}`, observes
+/// `waittimes_emit_latency_seconds` from the answer's stream time, logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitPublished {
+    pub store_id: StoreId,
+    pub wait_time_minutes: i32,
+    /// The store's stream time the answer was computed at (`StoreWait::updated_at_ms`).
+    pub updated_at_ms: Option<EventTime>,
+    /// Wall clock when the broker acknowledged (or the send was handed over).
+    pub now_ms: i64,
+}
+
+impl WaitPublished {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.emitted(EmitOutcome::Sent);
+        if let Some(at) = self.updated_at_ms {
+            metrics.observe_emit_latency(at, self.now_ms);
+        }
+        tracing::debug!(
+            store_id = self.store_id,
+            wait_time_minutes = self.wait_time_minutes,
+            "wait time published"
+        );
+    }
+}
+
+/// Publishing a store's wait time failed (the emitter retries or sends the next value).
+/// Counts `waittimes_emits_total{outcome="failed"}`; logs a warning, rate-limited.
+#[derive(Clone, Copy)]
+pub struct EmitFailed<'a> {
+    pub store_id: StoreId,
+    pub error: &'a dyn Display,
+}
+
+impl EmitFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.emitted(EmitOutcome::Failed);
+        if let Admission::Log { suppressed_before } = metrics.limiters().emit_failures.admit() {
+            if suppressed_before > 0 {
+                tracing::warn!(
+                    suppressed = suppressed_before,
+                    "{suppressed_before} more publish failures in the previous minute were not logged"
+                );
+            }
+            tracing::warn!(store_id = self.store_id, error = %self.error, "could not publish a wait time");
+        }
+    }
+}
+
+/// A Schema Registry request failed. Counts
+/// `waittimes_schema_registry_requests_total{outcome}`; logs a warning, rate-limited.
+#[derive(Clone, Copy)]
+pub struct SchemaRegistryFailed<'a> {
+    /// The schema id looked up, if the request was a lookup by id.
+    pub schema_id: Option<u32>,
+    /// [`RegistryOutcome::NotFound`] or [`RegistryOutcome::Error`].
+    pub outcome: RegistryOutcome,
+    pub error: &'a dyn Display,
+}
+
+impl SchemaRegistryFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.schema_registry_request(self.outcome);
+        if let Admission::Log { suppressed_before } = metrics.limiters().registry_failures.admit() {
+            if suppressed_before > 0 {
+                tracing::warn!(
+                    suppressed = suppressed_before,
+                    "{suppressed_before} more schema registry failures in the previous minute were not logged"
+                );
+            }
+            tracing::warn!(
+                schema_id = self.schema_id,
+                outcome = self.outcome.as_str(),
+                error = %self.error,
+                "schema registry request failed"
+            );
+        }
+    }
+}
+
+/// The priors were read from the output topic. Sets `waittimes_priors_loaded`; logs at info.
+#[derive(Debug, Clone, Copy)]
+pub struct PriorsLoaded {
+    pub stores: u64,
+    pub elapsed: Duration,
+}
+
+impl PriorsLoaded {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.set_priors_loaded(self.stores);
+        tracing::info!(
+            stores = self.stores,
+            elapsed_ms = u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "priors loaded"
+        );
+    }
+}
+
+/// A sweep expired `count` entries of one kind. Counts
+/// `waittimes_expired_orders_total{kind}`; logs at debug (expiry is routine on Datagen data,
+/// where most completions never match an order).
+#[derive(Debug, Clone, Copy)]
+pub struct OrdersExpired {
+    pub kind: ExpiryKind,
+    pub count: u64,
+    /// The stream time that triggered the sweep.
+    pub stream_time_ms: EventTime,
+}
+
+impl OrdersExpired {
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
+        metrics.expired(self.kind, self.count);
+        tracing::debug!(
+            kind = self.kind.as_str(),
+            count = self.count,
+            stream_time_ms = self.stream_time_ms,
+            "expired"
+        );
+    }
+}

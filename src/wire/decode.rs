@@ -1,0 +1,807 @@
+//! The hot path: typed decoders for the three input topics and the output topic, driven by
+//! resolution plans compiled once per (writer schema id, reader schema).
+//!
+//! A plan lists, for each writer field in order, what to do with its bytes: read an `int`/`long`
+//! into one of the reader's fields, read a union and keep its int or null, or skip the value
+//! (any Avro type, nested records, arrays and maps with negative block counts included). Reader
+//! fields the writer lacks take the reader's default (`null` for the optional durations); a
+//! required reader field the writer lacks makes the writer schema incompatible. Decoding walks
+//! the plan with a hand-written zig-zag varint reader over the borrowed bytes: no allocation, no
+//! `apache_avro::types::Value` tree.
+//!
+//! What is validated on every record: the Confluent header; varints (at most 10 bytes, `int`s
+//! within 32 bits); every length, count and union/enum index against the schema and the bytes
+//! left, before anything is skipped; nesting depth (at most [`MAX_DEPTH`]); no trailing bytes
+//! after the record; booleans are 0 or 1. Then the semantic checks: `store_id` > 0 and the
+//! durations and `wait_time` >= 0. Strings and bytes are only ever skipped (the service reads
+//! none: `status` is not needed, so it is not in the reader schemas), so their content is not
+//! checked, not even for UTF-8; apache-avro would reject a skipped string that is not UTF-8.
+//!
+//! Names follow the Avro specification: the writer's top-level record must have the reader's
+//! unqualified name (or one of the reader's aliases), so another topic's schema is rejected even
+//! when it happens to have the same fields; fields are matched by name, then by the reader's
+//! aliases; writer `int` promotes to a reader `long`; a writer union is resolved per record.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use crate::domain::{InputKind, OrderCancelled, OrderCompleted, OrderEvent, OrderPlaced, StoreId};
+
+use super::framing::{self, FramingError};
+use super::schema::{Graph, Node, NodeId, WriterSchema, simple_name};
+
+/// Deepest nesting of arrays, maps, unions and records a skipped value may have. Deeper values
+/// (only possible with recursive schemas) are rejected rather than risking the stack.
+pub const MAX_DEPTH: u32 = 64;
+
+/// What is wrong with the bytes of a value. Always permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("truncated: the body ends inside this value")]
+    Truncated,
+    #[error("variable-length integer longer than 64 bits")]
+    VarintOverflow,
+    #[error("int value {0} does not fit in 32 bits")]
+    IntOutOfRange(i64),
+    #[error("negative length {0}")]
+    NegativeLength(i64),
+    #[error("length {len} exceeds the {remaining} byte(s) left in the body")]
+    LengthExceedsInput { len: u64, remaining: usize },
+    #[error("block of {count} items cannot fit in the {remaining} byte(s) left in the body")]
+    ItemsExceedInput { count: u64, remaining: usize },
+    #[error("invalid array/map block count {0}")]
+    BadBlockCount(i64),
+    #[error("union branch index {index} out of range (the union has {branches} branches)")]
+    BadUnionIndex { index: i64, branches: usize },
+    #[error("enum symbol index {index} out of range (the enum has {symbols} symbols)")]
+    BadEnumIndex { index: i64, symbols: u32 },
+    #[error("invalid boolean byte 0x{0:02x} (expected 0 or 1)")]
+    BadBoolean(u8),
+    #[error("values nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("null, but the reader field is not optional")]
+    NullNotAllowed,
+    #[error("union branch {index} holds a {writer_type}, which cannot be read as an integer")]
+    UnreadableBranch { index: u32, writer_type: &'static str },
+}
+
+/// Why a value could not be decoded.
+///
+/// Only [`DecodeError::UnknownSchemaId`] asks for action (fetch the schema, [`Decoders::learn`]
+/// or [`Decoders::learn_missing`] it, decode again); every other variant is permanent for that
+/// record: dead-letter it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Framing(#[from] FramingError),
+    #[error("schema id {0} is not known to the decoder yet (fetch it from the schema registry and learn it)")]
+    UnknownSchemaId(u32),
+    #[error("schema id {schema_id} cannot be used: {reason}")]
+    SchemaUnavailable { schema_id: u32, reason: Arc<str> },
+    #[error("schema id {schema_id} is not compatible with the reader schema {reader}: {reason}")]
+    Incompatible { schema_id: u32, reader: &'static str, reason: Arc<str> },
+    #[error("malformed Avro body (schema id {schema_id}), field {field} starting at byte {offset} of the body: {problem}")]
+    Malformed { schema_id: u32, field: Arc<str>, offset: usize, problem: Problem },
+    #[error("malformed Avro body (schema id {schema_id}): {count} trailing byte(s) after the end of the record")]
+    TrailingBytes { schema_id: u32, count: usize },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DecodeError {
+    /// A short, stable label for metrics and dead-letter headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Framing(_) => "not_confluent_avro",
+            DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
+            DecodeError::SchemaUnavailable { .. } => "schema_unavailable",
+            DecodeError::Incompatible { .. } => "incompatible_schema",
+            DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. } => "malformed_avro",
+            DecodeError::Invalid(_) => "invalid_value",
+        }
+    }
+
+    /// True for the one error that is not about the record: its schema id is not learned yet.
+    pub fn is_unknown_schema(&self) -> bool {
+        matches!(self, DecodeError::UnknownSchemaId(_))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader schemas
+
+/// A reader field's type: `int` or `long`, optionally in a union with `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReaderTy {
+    nullable: bool,
+    long: bool,
+}
+
+impl ReaderTy {
+    fn name(self) -> &'static str {
+        match (self.nullable, self.long) {
+            (false, false) => "int",
+            (false, true) => "long",
+            (true, false) => "[\"null\", \"int\"]",
+            (true, true) => "[\"null\", \"long\"]",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ReaderField {
+    name: String,
+    aliases: Vec<String>,
+    ty: ReaderTy,
+    /// `None`: no default (required). `Some(None)`: default null.
+    default: Option<Option<i64>>,
+}
+
+/// A reader schema the decoders support: a record of int/long fields, each optionally nullable.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader {
+    /// The record's unqualified name (also used in messages).
+    name: &'static str,
+    aliases: Vec<String>,
+    fields: Vec<ReaderField>,
+}
+
+/// Reader fields are read into these slots, in the reader's field order.
+const MAX_SLOTS: usize = 4;
+type Slots = [Option<i64>; MAX_SLOTS];
+
+impl Reader {
+    fn parse(name: &'static str, text: &str) -> Result<Reader, String> {
+        let g = Graph::parse(text)?;
+        let Node::Record { name: full, aliases, fields } = g.node(g.root) else {
+            return Err("a reader schema must be a record".into());
+        };
+        if simple_name(full) != name {
+            return Err(format!("reader record is named {full}, expected {name}"));
+        }
+        if fields.len() > MAX_SLOTS {
+            return Err(format!("a reader schema has at most {MAX_SLOTS} fields"));
+        }
+        let int_or_long = |id: NodeId| match g.node(id) {
+            Node::Int => Some(false),
+            Node::Long => Some(true),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for f in fields {
+            let ty = match g.node(f.ty) {
+                Node::Union { branches } if branches.len() == 2 => {
+                    let (a, b) = (branches[0], branches[1]);
+                    let long = match (g.node(a), g.node(b)) {
+                        (Node::Null, _) => int_or_long(b),
+                        (_, Node::Null) => int_or_long(a),
+                        _ => None,
+                    };
+                    long.map(|long| ReaderTy { nullable: true, long })
+                }
+                _ => int_or_long(f.ty).map(|long| ReaderTy { nullable: false, long }),
+            }
+            .ok_or_else(|| format!("reader field {} must be int, long, or a union of null and one of them", f.name))?;
+            let default = match &f.default {
+                None => None,
+                Some(serde_json::Value::Null) if ty.nullable => Some(None),
+                Some(v) => match v.as_i64() {
+                    Some(n) => Some(Some(n)),
+                    None => return Err(format!("reader field {} has an unusable default {v}", f.name)),
+                },
+            };
+            out.push(ReaderField { name: f.name.clone(), aliases: f.aliases.clone(), ty, default });
+        }
+        Ok(Reader { name, aliases: aliases.iter().map(|a| simple_name(a).to_string()).collect(), fields: out })
+    }
+
+    #[cfg(test)]
+    fn field_index(&self, name: &str) -> usize {
+        self.fields.iter().position(|f| f.name == name).unwrap_or(usize::MAX)
+    }
+}
+
+/// The readers, in a fixed order: one per input kind, then WaitTimes.
+const ORDERS: usize = 0;
+const COMPLETED: usize = 1;
+const CANCELLED: usize = 2;
+const WAIT_TIMES: usize = 3;
+const READER_COUNT: usize = 4;
+
+fn reader_index(kind: InputKind) -> usize {
+    match kind {
+        InputKind::Orders => ORDERS,
+        InputKind::Completed => COMPLETED,
+        InputKind::Cancelled => CANCELLED,
+    }
+}
+
+// Slot positions in the reader schemas (checked by a test against the .avsc files).
+const STORE_ID: usize = 0;
+const STORE_ORDER_ID: usize = 1;
+const RACK_TIME_SECS: usize = 2;
+const ORDER_DELIVERY_TIME_SECS: usize = 3;
+const WAIT_TIME: usize = 1;
+
+static READERS: LazyLock<[Reader; READER_COUNT]> = LazyLock::new(|| {
+    let parse = |name, text| {
+        Reader::parse(name, text).unwrap_or_else(|e| panic!("embedded reader schema {name}: {e}"))
+    };
+    [
+        parse("pizza_orders", super::READER_PIZZA_ORDERS),
+        parse("pizza_orders_completed", super::READER_PIZZA_ORDERS_COMPLETED),
+        parse("pizza_orders_cancelled", super::READER_PIZZA_ORDERS_CANCELLED),
+        parse("WaitTimes", super::WAIT_TIMES_SCHEMA),
+    ]
+});
+
+// ---------------------------------------------------------------------------------------------
+// Plans
+
+/// What to do with a writer union's branch when the reader wants an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    Int,
+    Long,
+    /// A null branch into a nullable reader field.
+    SetNone,
+    /// A null branch into a required reader field: a runtime error.
+    NullNotAllowed,
+    /// A branch of a type that cannot be read as the reader's type: a runtime error.
+    Unreadable(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// Writer `int` into a slot (reader int or long).
+    Int(u8),
+    /// Writer `long` into a slot (reader long).
+    Long(u8),
+    /// Writer `null` into a nullable slot: no bytes.
+    SetNone(u8),
+    /// Writer union into a slot.
+    Union { slot: u8, branches: Box<[Branch]> },
+    SkipInt,
+    SkipLong,
+    SkipBytes,
+    SkipFixed(usize),
+    Skip(NodeId),
+}
+
+/// A compiled resolution of one writer schema against one reader schema.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    ops: Box<[Op]>,
+    /// The writer field each op belongs to, for error messages.
+    fields: Box<[Arc<str>]>,
+    /// Slot values before the first op: the reader defaults for fields the writer lacks.
+    init: Slots,
+    graph: Arc<Graph>,
+}
+
+fn branch_for(node: &Node, ty: ReaderTy) -> Branch {
+    match node {
+        Node::Int => Branch::Int,
+        Node::Long if ty.long => Branch::Long,
+        Node::Null if ty.nullable => Branch::SetNone,
+        Node::Null => Branch::NullNotAllowed,
+        other => Branch::Unreadable(other.type_name()),
+    }
+}
+
+impl Plan {
+    /// Compiles the resolution of `writer` against `reader`, or says why they are incompatible.
+    pub(crate) fn compile(reader: &Reader, writer: &Arc<Graph>) -> Result<Plan, String> {
+        let g: &Graph = writer;
+        let Node::Record { name: wname, fields: wfields, .. } = g.node(g.root) else {
+            return Err(format!(
+                "the writer schema is a {}, not a record",
+                g.node(g.root).type_name()
+            ));
+        };
+        let wsimple = simple_name(wname);
+        if wsimple != reader.name && !reader.aliases.iter().any(|a| a == wsimple) {
+            return Err(format!("the writer's record is named {wname}, the reader expects {}", reader.name));
+        }
+        // writer field index -> reader slot
+        let mut target: Vec<Option<u8>> = vec![None; wfields.len()];
+        let mut init: Slots = [None; MAX_SLOTS];
+        for (slot, rf) in reader.fields.iter().enumerate() {
+            let found = wfields
+                .iter()
+                .position(|wf| wf.name == rf.name)
+                .or_else(|| wfields.iter().position(|wf| rf.aliases.contains(&wf.name)));
+            match (found, rf.default) {
+                (Some(w), _) => {
+                    if target[w].is_some() {
+                        return Err(format!("writer field {} matches two reader fields", wfields[w].name));
+                    }
+                    target[w] = Some(slot as u8);
+                }
+                (None, Some(default)) => init[slot] = default,
+                (None, None) => {
+                    return Err(format!(
+                        "missing field {} (the writer schema has no such field and the reader has no default)",
+                        rf.name
+                    ));
+                }
+            }
+        }
+        let mut ops = Vec::with_capacity(wfields.len());
+        let mut names = Vec::with_capacity(wfields.len());
+        for (wf, slot) in wfields.iter().zip(&target) {
+            let node = g.node(wf.ty);
+            let op = match slot {
+                Some(slot) => {
+                    let rf = &reader.fields[*slot as usize];
+                    let incompatible = || {
+                        format!(
+                            "field {}: the writer's {} cannot be read as {}",
+                            rf.name,
+                            describe(g, wf.ty),
+                            rf.ty.name()
+                        )
+                    };
+                    match node {
+                        Node::Union { branches } => {
+                            let branches: Box<[Branch]> =
+                                branches.iter().map(|b| branch_for(g.node(*b), rf.ty)).collect();
+                            if !branches
+                                .iter()
+                                .any(|b| matches!(b, Branch::Int | Branch::Long | Branch::SetNone))
+                            {
+                                return Err(incompatible());
+                            }
+                            Op::Union { slot: *slot, branches }
+                        }
+                        other => match branch_for(other, rf.ty) {
+                            Branch::Int => Op::Int(*slot),
+                            Branch::Long => Op::Long(*slot),
+                            Branch::SetNone => Op::SetNone(*slot),
+                            Branch::NullNotAllowed | Branch::Unreadable(_) => return Err(incompatible()),
+                        },
+                    }
+                }
+                None => match node {
+                    Node::Null => continue,
+                    Node::Int => Op::SkipInt,
+                    Node::Long => Op::SkipLong,
+                    Node::Bytes | Node::String => Op::SkipBytes,
+                    Node::Fixed { size } => Op::SkipFixed(*size),
+                    _ => Op::Skip(wf.ty),
+                },
+            };
+            ops.push(op);
+            names.push(Arc::from(wf.name.as_str()));
+        }
+        Ok(Plan { ops: ops.into(), fields: names.into(), init, graph: writer.clone() })
+    }
+
+    /// Decodes one body into the reader's slots.
+    #[inline]
+    fn run(&self, schema_id: u32, body: &[u8]) -> Result<Slots, DecodeError> {
+        let mut slots = self.init;
+        let mut c = Cursor { buf: body, pos: 0 };
+        for (i, op) in self.ops.iter().enumerate() {
+            let start = c.pos;
+            let r = match op {
+                Op::Int(s) => c.int().map(|v| slots[*s as usize] = Some(i64::from(v))),
+                Op::SkipInt => c.int().map(drop),
+                Op::SkipBytes => c.skip_len(),
+                Op::Skip(id) => c.skip(&self.graph, *id, 0),
+                Op::Long(s) => c.long().map(|v| slots[*s as usize] = Some(v)),
+                Op::SetNone(s) => {
+                    slots[*s as usize] = None;
+                    Ok(())
+                }
+                Op::Union { slot, branches } => c.union(branches).map(|v| slots[*slot as usize] = v),
+                Op::SkipLong => c.long().map(drop),
+                Op::SkipFixed(n) => c.take(*n),
+            };
+            if let Err(problem) = r {
+                return Err(DecodeError::Malformed {
+                    schema_id,
+                    field: self.fields.get(i).cloned().unwrap_or_else(|| Arc::from("?")),
+                    offset: start,
+                    problem,
+                });
+            }
+        }
+        if c.pos != body.len() {
+            return Err(DecodeError::TrailingBytes { schema_id, count: body.len() - c.pos });
+        }
+        Ok(slots)
+    }
+}
+
+/// "string", "array of record", "union [null, string]"… for messages.
+fn describe(g: &Graph, id: NodeId) -> String {
+    match g.node(id) {
+        Node::Union { branches } => {
+            let names: Vec<&str> = branches.iter().map(|b| g.node(*b).type_name()).collect();
+            format!("union [{}]", names.join(", "))
+        }
+        Node::Record { name, .. } => format!("record {name}"),
+        other => other.type_name().to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The byte reader
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    #[inline(always)]
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, Problem> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_slow(),
+        }
+    }
+
+    #[inline]
+    fn varint_slow(&mut self) -> Result<u64, Problem> {
+        let rest = self.buf.get(self.pos..).unwrap_or(&[]);
+        let mut v = 0u64;
+        for (i, &b) in rest.iter().take(10).enumerate() {
+            if i == 9 && b > 1 {
+                return Err(Problem::VarintOverflow);
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.pos += i + 1;
+                return Ok(v);
+            }
+        }
+        Err(Problem::Truncated)
+    }
+
+    #[inline(always)]
+    fn long(&mut self) -> Result<i64, Problem> {
+        let z = self.varint()?;
+        Ok((z >> 1) as i64 ^ -((z & 1) as i64))
+    }
+
+    #[inline(always)]
+    fn int(&mut self) -> Result<i32, Problem> {
+        let v = self.long()?;
+        i32::try_from(v).map_err(|_| Problem::IntOutOfRange(v))
+    }
+
+    /// Skips `n` bytes whose count the schema implies (fixed, float, double).
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Result<(), Problem> {
+        if n > self.remaining() {
+            return Err(Problem::Truncated);
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// Skips `n` bytes whose count the data declared.
+    #[inline(always)]
+    fn advance(&mut self, n: i64) -> Result<(), Problem> {
+        if n < 0 {
+            return Err(Problem::NegativeLength(n));
+        }
+        let remaining = self.remaining();
+        if n as u64 > remaining as u64 {
+            return Err(Problem::LengthExceedsInput { len: n as u64, remaining });
+        }
+        self.pos += n as usize;
+        Ok(())
+    }
+
+    /// Skips a string or bytes value.
+    #[inline(always)]
+    fn skip_len(&mut self) -> Result<(), Problem> {
+        let n = self.long()?;
+        self.advance(n)
+    }
+
+    fn union(&mut self, branches: &[Branch]) -> Result<Option<i64>, Problem> {
+        let index = self.long()?;
+        let branch = usize::try_from(index)
+            .ok()
+            .and_then(|i| branches.get(i))
+            .ok_or(Problem::BadUnionIndex { index, branches: branches.len() })?;
+        match *branch {
+            Branch::Int => self.int().map(|v| Some(i64::from(v))),
+            Branch::Long => self.long().map(Some),
+            Branch::SetNone => Ok(None),
+            Branch::NullNotAllowed => Err(Problem::NullNotAllowed),
+            Branch::Unreadable(writer_type) => {
+                Err(Problem::UnreadableBranch { index: index as u32, writer_type })
+            }
+        }
+    }
+
+    /// Skips one value of writer type `id`.
+    fn skip(&mut self, g: &Graph, id: NodeId, depth: u32) -> Result<(), Problem> {
+        match g.node(id) {
+            Node::Null => Ok(()),
+            Node::Boolean => match self.buf.get(self.pos) {
+                Some(0 | 1) => {
+                    self.pos += 1;
+                    Ok(())
+                }
+                Some(&b) => Err(Problem::BadBoolean(b)),
+                None => Err(Problem::Truncated),
+            },
+            Node::Int => self.int().map(drop),
+            Node::Long => self.long().map(drop),
+            Node::Float => self.take(4),
+            Node::Double => self.take(8),
+            Node::Bytes | Node::String => self.skip_len(),
+            Node::Fixed { size } => self.take(*size),
+            Node::Enum { symbols } => {
+                let index = self.long()?;
+                if index < 0 || index >= i64::from(*symbols) {
+                    return Err(Problem::BadEnumIndex { index, symbols: *symbols });
+                }
+                Ok(())
+            }
+            Node::Array { items } => self.skip_blocks(g, false, *items, depth),
+            Node::Map { values } => self.skip_blocks(g, true, *values, depth),
+            Node::Union { branches } => {
+                if depth >= MAX_DEPTH {
+                    return Err(Problem::TooDeep);
+                }
+                let index = self.long()?;
+                let branch = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| branches.get(i))
+                    .ok_or(Problem::BadUnionIndex { index, branches: branches.len() })?;
+                self.skip(g, *branch, depth + 1)
+            }
+            Node::Record { fields, .. } => {
+                if depth >= MAX_DEPTH {
+                    return Err(Problem::TooDeep);
+                }
+                for f in fields {
+                    self.skip(g, f.ty, depth + 1)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Skips an array or a map: blocks of items (map entries: a string key and a value) until a
+    /// zero count.
+    fn skip_blocks(&mut self, g: &Graph, is_map: bool, item: NodeId, depth: u32) -> Result<(), Problem> {
+        if depth >= MAX_DEPTH {
+            return Err(Problem::TooDeep);
+        }
+        let zero_sized = !is_map && is_zero_sized(g, item);
+        // every item takes at least this many bytes (a map key is a string: one byte at least;
+        // an array item that is not zero-sized takes one byte at least)
+        let min_item = match is_map {
+            true => 1 + g.min_size[item as usize],
+            false => g.min_size[item as usize].max(1),
+        };
+        loop {
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                // a negative count is followed by the block's size in bytes: skip it whole
+                count.checked_neg().ok_or(Problem::BadBlockCount(count))?;
+                let size = self.long()?;
+                self.advance(size)?;
+                continue;
+            }
+            if zero_sized {
+                continue;
+            }
+            let count = count as u64;
+            let remaining = self.remaining();
+            if count > remaining as u64 / min_item {
+                return Err(Problem::ItemsExceedInput { count, remaining });
+            }
+            for _ in 0..count {
+                if is_map {
+                    self.skip_len()?;
+                }
+                self.skip(g, item, depth + 1)?;
+            }
+        }
+    }
+}
+
+/// A type whose values are always encoded as zero bytes: null, fixed(0), and records of those.
+fn is_zero_sized(g: &Graph, id: NodeId) -> bool {
+    fn go(g: &Graph, id: NodeId, depth: u32) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match g.node(id) {
+            Node::Null | Node::Fixed { size: 0 } => true,
+            Node::Record { fields, .. } => fields.iter().all(|f| go(g, f.ty, depth + 1)),
+            _ => false,
+        }
+    }
+    go(g, id, 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decoders
+
+#[derive(Debug)]
+enum Entry {
+    /// One plan (or the reason there is none) per reader.
+    Known(Box<[Result<Plan, Arc<str>>; READER_COUNT]>),
+    /// The registry said the schema cannot be had (not found, not Avro…).
+    Missing(Arc<str>),
+}
+
+/// The decoders of one consumer thread: every writer schema id seen so far, with its plans.
+/// Not `Sync` (it caches the last plan per reader in a `Cell`); give each thread its own.
+#[derive(Debug, Default)]
+pub struct Decoders {
+    entries: Vec<(u32, Entry)>,
+    index: HashMap<u32, usize>,
+    /// Per reader: the last (schema id, entry index) used, to skip the hash lookup.
+    hot: [Cell<(u32, usize)>; READER_COUNT],
+}
+
+impl Decoders {
+    /// Decoders that know no schema id yet.
+    pub fn new() -> Decoders {
+        LazyLock::force(&READERS);
+        Decoders::default()
+    }
+
+    /// Whether `schema_id` was learned (or learned as missing).
+    pub fn knows(&self, schema_id: u32) -> bool {
+        self.index.contains_key(&schema_id)
+    }
+
+    /// Compiles the plans of a writer schema fetched for `schema_id`, against every reader, once:
+    /// learning an id again is a no-op (ids are immutable in a registry), except that it replaces
+    /// an earlier [`learn_missing`](Self::learn_missing). An incompatible writer schema is not an
+    /// error here: decoding a record of that id for that reader reports it.
+    pub fn learn(&mut self, schema_id: u32, schema: &WriterSchema) {
+        if let Some(&i) = self.index.get(&schema_id) {
+            if matches!(self.entries[i].1, Entry::Known(_)) {
+                return;
+            }
+        }
+        let plans: [Result<Plan, Arc<str>>; READER_COUNT] = std::array::from_fn(|r| {
+            Plan::compile(&READERS[r], &schema.graph).map_err(Arc::from)
+        });
+        self.insert(schema_id, Entry::Known(Box::new(plans)));
+    }
+
+    /// Records that `schema_id` cannot be had (the registry said not found, or the schema is not
+    /// usable Avro): records with it then fail with [`DecodeError::SchemaUnavailable`] instead of
+    /// asking again. Does nothing if the id is already learned.
+    pub fn learn_missing(&mut self, schema_id: u32, reason: impl Into<String>) {
+        if !self.knows(schema_id) {
+            self.insert(schema_id, Entry::Missing(Arc::from(reason.into())));
+        }
+    }
+
+    fn insert(&mut self, schema_id: u32, entry: Entry) {
+        match self.index.get(&schema_id) {
+            Some(&i) => self.entries[i].1 = entry,
+            None => {
+                self.index.insert(schema_id, self.entries.len());
+                self.entries.push((schema_id, entry));
+            }
+        }
+    }
+
+    #[inline]
+    fn plan(&self, reader: usize, schema_id: u32) -> Result<&Plan, DecodeError> {
+        let (hot_id, hot_index) = self.hot[reader].get();
+        let index = if hot_id == schema_id {
+            hot_index
+        } else {
+            let i = *self.index.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+            self.hot[reader].set((schema_id, i));
+            i
+        };
+        match self.entries.get(index).map(|e| &e.1) {
+            Some(Entry::Known(plans)) => plans[reader].as_ref().map_err(|reason| DecodeError::Incompatible {
+                schema_id,
+                reader: READERS[reader].name,
+                reason: reason.clone(),
+            }),
+            Some(Entry::Missing(reason)) => {
+                Err(DecodeError::SchemaUnavailable { schema_id, reason: reason.clone() })
+            }
+            None => Err(DecodeError::UnknownSchemaId(schema_id)),
+        }
+    }
+
+    #[inline]
+    fn slots(&self, reader: usize, payload: &[u8]) -> Result<Slots, DecodeError> {
+        let framed = framing::parse(payload)?;
+        self.plan(reader, framed.schema_id)?.run(framed.schema_id, framed.body)
+    }
+
+    /// Decodes a Confluent-framed value of the topic of `kind`.
+    #[inline]
+    pub fn decode(&self, kind: InputKind, payload: &[u8]) -> Result<OrderEvent, DecodeError> {
+        let slots = self.slots(reader_index(kind), payload)?;
+        let store_id = store_id(&slots)?;
+        let store_order_id = int_field(&slots, STORE_ORDER_ID, "store_order_id")?;
+        Ok(match kind {
+            InputKind::Orders => OrderEvent::Placed(OrderPlaced { store_id, store_order_id }),
+            InputKind::Cancelled => OrderEvent::Cancelled(OrderCancelled { store_id, store_order_id }),
+            InputKind::Completed => OrderEvent::Completed(OrderCompleted {
+                store_id,
+                store_order_id,
+                rack_time_secs: duration(&slots, RACK_TIME_SECS, "rack_time_secs")?,
+                order_delivery_time_secs: duration(
+                    &slots,
+                    ORDER_DELIVERY_TIME_SECS,
+                    "order_delivery_time_secs",
+                )?,
+            }),
+        })
+    }
+
+    /// Decodes a Confluent-framed `WaitTimes` value (the output topic, read for priors):
+    /// `(store_id, wait_time minutes)`.
+    #[inline]
+    pub fn decode_wait_times(&self, payload: &[u8]) -> Result<(StoreId, i32), DecodeError> {
+        let slots = self.slots(WAIT_TIMES, payload)?;
+        let store_id = store_id(&slots)?;
+        let wait_time = int_field(&slots, WAIT_TIME, "wait_time")?;
+        if wait_time < 0 {
+            return Err(DecodeError::Invalid(format!("wait_time must not be negative, got {wait_time}")));
+        }
+        Ok((store_id, wait_time))
+    }
+}
+
+#[inline]
+fn int_field(slots: &Slots, slot: usize, name: &str) -> Result<i32, DecodeError> {
+    match slots[slot] {
+        Some(v) => i32::try_from(v)
+            .map_err(|_| DecodeError::Invalid(format!("{name} {v} does not fit in 32 bits"))),
+        None => Err(DecodeError::Invalid(format!("{name} is missing"))),
+    }
+}
+
+#[inline]
+fn store_id(slots: &Slots) -> Result<StoreId, DecodeError> {
+    let v = int_field(slots, STORE_ID, "store_id")?;
+    if v <= 0 {
+        return Err(DecodeError::Invalid(format!("store_id must be positive, got {v}")));
+    }
+    Ok(v)
+}
+
+#[inline]
+fn duration(slots: &Slots, slot: usize, name: &str) -> Result<Option<i32>, DecodeError> {
+    match slots[slot] {
+        None => Ok(None),
+        Some(_) => {
+            let v = int_field(slots, slot, name)?;
+            if v < 0 {
+                return Err(DecodeError::Invalid(format!("{name} must not be negative, got {v}")));
+            }
+            Ok(Some(v))
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

@@ -1,0 +1,11 @@
+//! Integration tests against the local stack (a Kafka broker and a Schema Registry).
+//!
+//! `scripts/test` starts a private stack and runs them; by hand: `scripts/stack up`, export
+//! `WAITTIMES_TEST_BOOTSTRAP` and `WAITTIMES_TEST_SCHEMA_REGISTRY` (defaults `127.0.0.1:19092` and
+//! `http://127.0.0.1:18081`), then `cargo test --test integration`. Every test uses its own
+//! uniquely named topics and groups, so they run in parallel on one stack.
+
+mod common;
+mod datagen;
+mod service;
+mod stack;

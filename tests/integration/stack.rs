@@ -1,0 +1,351 @@
+//! Proves the local stack is real and pins down the broker behaviour the service relies on:
+//! Confluent-framed Avro through broker and registry, record timestamps and headers, watermarks,
+//! offsets for times (replay), multi-partition topics, and consumer-group commits.
+
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value;
+use apache_avro::{Schema, from_avro_datum, to_avro_datum};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+
+use crate::common::{self, TIMEOUT};
+
+const COMPLETED_SCHEMA: &str = include_str!("../../schemas/upstream/pizza_orders_completed.avro");
+
+/// A fixed, clearly-not-now event time (2023-11-14T22:13:20Z), so a test can tell a producer-set
+/// timestamp from one the broker would stamp.
+const T0: i64 = 1_700_000_000_000;
+
+fn completed(store_id: i32, order_id: i32, date: i32, rack: i32, delivery: i32) -> Value {
+    Value::Record(vec![
+        ("store_id".into(), Value::Int(store_id)),
+        ("store_order_id".into(), Value::Int(order_id)),
+        ("date".into(), Value::Date(date)),
+        ("status".into(), Value::String("completed".into())),
+        ("rack_time_secs".into(), Value::Int(rack)),
+        ("order_delivery_time_secs".into(), Value::Int(delivery)),
+    ])
+}
+
+async fn send(producer: &FutureProducer, record: FutureRecord<'_, str, [u8]>) -> (i32, i64) {
+    let delivery = producer
+        .send(record, TIMEOUT)
+        .await
+        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    (delivery.partition, delivery.offset)
+}
+
+fn header_pairs(message: &OwnedMessage) -> Vec<(String, Option<Vec<u8>>)> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn workshop_topics_carry_confluent_avro_through_broker_and_registry() {
+    common::require_stack();
+    let orders = common::unique("pizza_orders_avro");
+    let completed_topic = common::unique("pizza_orders_completed_avro");
+    let cancelled = common::unique("pizza_orders_cancelled_avro");
+    let waittimes = common::unique("waittimes_avro");
+    common::create_topics(&[
+        (&orders, 1),
+        (&completed_topic, 1),
+        (&cancelled, 1),
+        (&waittimes, 1),
+    ])
+    .await;
+
+    // The upstream schema, verbatim (arg.properties and all), as the Datagen connector registers it.
+    let schema = Schema::parse_str(COMPLETED_SCHEMA).expect("upstream schema parses");
+    let subject = format!("{completed_topic}-value");
+    let id = common::register_avro(&subject, COMPLETED_SCHEMA).await;
+    assert_eq!(
+        common::register_avro(&subject, COMPLETED_SCHEMA).await,
+        id,
+        "registering the same schema again returns the same id"
+    );
+
+    let sent = [
+        completed(3, 1000, 18_250, 130, 1100),
+        completed(9, 1002, 18_999, 229, 1999),
+        completed(1, 1004, 18_000, 175, 1500),
+    ];
+    let producer = common::producer();
+    for value in &sent {
+        let Value::Record(fields) = value else {
+            unreachable!("completed() builds records")
+        };
+        let Value::Int(store_id) = fields[0].1 else {
+            unreachable!("store_id is an int")
+        };
+        let key = store_id.to_string();
+        let body = to_avro_datum(&schema, value.clone()).expect("encode");
+        let payload = common::confluent_frame(id, &body);
+        send(
+            &producer,
+            FutureRecord::to(&completed_topic)
+                .key(key.as_str())
+                .payload(payload.as_slice()),
+        )
+        .await;
+    }
+
+    let consumer = common::consumer(&common::unique("roundtrip"));
+    consumer.subscribe(&[&completed_topic]).expect("subscribe");
+    let received = common::recv_n(&consumer, sent.len()).await;
+
+    for (message, expected) in received.iter().zip(&sent) {
+        let (schema_id, body) = common::confluent_unframe(message.payload().expect("payload"));
+        assert_eq!(schema_id, id);
+        let writer = Schema::parse_str(&common::schema_text_by_id(schema_id).await)
+            .expect("registry returns a parseable schema");
+        assert_eq!(writer.canonical_form(), schema.canonical_form());
+        let decoded = from_avro_datum(&writer, &mut &body[..], None).expect("decode");
+        assert_eq!(&decoded, expected);
+        let Value::Record(fields) = &decoded else {
+            panic!("decoded a {decoded:?}")
+        };
+        let Value::Int(store_id) = fields[0].1 else {
+            panic!("store_id is {:?}", fields[0].1)
+        };
+        assert_eq!(message.key(), Some(store_id.to_string().as_bytes()));
+    }
+    common::assert_no_more(&consumer, Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn producer_timestamps_and_headers_survive_the_broker() {
+    common::require_stack();
+    let topic = common::unique("timestamps_headers");
+    common::create_topics(&[(&topic, 1)]).await;
+    let producer = common::producer();
+    for i in 0..3i64 {
+        let offset = i.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "source-topic",
+                value: Some("pizza_orders_avro"),
+            })
+            .insert(Header {
+                key: "source-offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "binary",
+                value: Some(&[0u8, 255, 1][..]),
+            })
+            .insert(Header::<&str> {
+                key: "null-value",
+                value: None,
+            });
+        send(
+            &producer,
+            FutureRecord::to(&topic)
+                .key("k")
+                .payload(&b"v"[..])
+                .timestamp(T0 + i * 1000)
+                .headers(headers),
+        )
+        .await;
+    }
+
+    let consumer = common::consumer(&common::unique("timestamps"));
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assign");
+    let received = common::recv_n(&consumer, 3).await;
+    for (i, message) in (0i64..).zip(&received) {
+        assert_eq!(message.offset(), i);
+        assert_eq!(message.timestamp(), Timestamp::CreateTime(T0 + i * 1000));
+        assert_eq!(
+            header_pairs(message),
+            vec![
+                ("source-topic".to_owned(), Some(b"pizza_orders_avro".to_vec())),
+                ("source-offset".to_owned(), Some(i.to_string().into_bytes())),
+                ("binary".to_owned(), Some(vec![0, 255, 1])),
+                ("null-value".to_owned(), None),
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn watermarks_and_offsets_for_times_support_replay() {
+    common::require_stack();
+    let topic = common::unique("offsets_for_times");
+    common::create_topics(&[(&topic, 2)]).await;
+    let producer = common::producer();
+    // Partition 0: ten records one second apart. Partition 1: out-of-order timestamps.
+    for i in 0..10i64 {
+        send(
+            &producer,
+            FutureRecord::to(&topic)
+                .partition(0)
+                .key("k")
+                .payload(&b"v"[..])
+                .timestamp(T0 + i * 1000),
+        )
+        .await;
+    }
+    let p1_times = [T0, T0 + 5000, T0 + 2000, T0 + 8000];
+    for ts in p1_times {
+        send(
+            &producer,
+            FutureRecord::to(&topic)
+                .partition(1)
+                .key("k")
+                .payload(&b"v"[..])
+                .timestamp(ts),
+        )
+        .await;
+    }
+
+    let consumer = common::consumer(&common::unique("offsets"));
+    assert_eq!(
+        consumer
+            .fetch_watermarks(&topic, 0, TIMEOUT)
+            .expect("watermarks p0"),
+        (0, 10)
+    );
+    assert_eq!(
+        consumer
+            .fetch_watermarks(&topic, 1, TIMEOUT)
+            .expect("watermarks p1"),
+        (0, 4)
+    );
+
+    let lookup = |partition: i32, ts: i64| -> Offset {
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset(&topic, partition, Offset::Offset(ts))
+            .expect("query");
+        let answer = consumer
+            .offsets_for_times(query, TIMEOUT)
+            .expect("offsets_for_times");
+        let element = answer
+            .find_partition(&topic, partition)
+            .expect("partition in the answer");
+        assert!(
+            element.error().is_ok(),
+            "offsets_for_times error: {:?}",
+            element.error()
+        );
+        element.offset()
+    };
+    // The earliest offset whose timestamp is >= the asked time; End when there is none.
+    assert_eq!(lookup(0, T0 - 60_000), Offset::Offset(0));
+    assert_eq!(lookup(0, T0), Offset::Offset(0));
+    assert_eq!(lookup(0, T0 + 3000), Offset::Offset(3));
+    assert_eq!(lookup(0, T0 + 3500), Offset::Offset(4));
+    assert_eq!(lookup(0, T0 + 9000), Offset::Offset(9));
+    assert_eq!(lookup(0, T0 + 9001), Offset::End);
+    // Out of order: still the first offset at or after the time.
+    eprintln!(
+        "p1 out-of-order lookups: T0+1000 -> {:?}, T0+3000 -> {:?}, T0+6000 -> {:?}",
+        lookup(1, T0 + 1000),
+        lookup(1, T0 + 3000),
+        lookup(1, T0 + 6000)
+    );
+}
+
+#[tokio::test]
+async fn consumer_groups_commit_and_resume_across_partitions() {
+    common::require_stack();
+    let topic = common::unique("groups");
+    let group = common::unique("group");
+    common::create_topics(&[(&topic, 3)]).await;
+    let producer = common::producer();
+    for round in 0..2 {
+        for partition in 0..3 {
+            send(
+                &producer,
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key("k")
+                    .payload(format!("first-{round}").as_bytes()),
+            )
+            .await;
+        }
+    }
+
+    let started = Instant::now();
+    let first = common::consumer(&group);
+    first.subscribe(&[&topic]).expect("subscribe");
+    let batch = common::recv_n(&first, 6).await;
+    eprintln!(
+        "group join + first 6 records (session.timeout.ms=6000): {:?}",
+        started.elapsed()
+    );
+    let mut per_partition = [0; 3];
+    for m in &batch {
+        per_partition[m.partition() as usize] += 1;
+    }
+    assert_eq!(per_partition, [2, 2, 2]);
+    assert_eq!(first.assignment().expect("assignment").count(), 3);
+    first
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit");
+    let committed = first.committed(TIMEOUT).expect("committed");
+    for partition in 0..3 {
+        let element = committed
+            .find_partition(&topic, partition)
+            .expect("committed partition");
+        assert_eq!(element.offset(), Offset::Offset(2), "partition {partition}");
+    }
+    drop(first);
+
+    // Another client, not a member, reads the group's committed offsets.
+    let mut query = TopicPartitionList::new();
+    for partition in 0..3 {
+        query.add_partition(&topic, partition);
+    }
+    let outsider = common::consumer(&group);
+    let seen = outsider
+        .committed_offsets(query, TIMEOUT)
+        .expect("committed_offsets");
+    for partition in 0..3 {
+        assert_eq!(
+            seen.find_partition(&topic, partition)
+                .expect("partition")
+                .offset(),
+            Offset::Offset(2)
+        );
+    }
+    drop(outsider);
+
+    for partition in 0..3 {
+        send(
+            &producer,
+            FutureRecord::to(&topic)
+                .partition(partition)
+                .key("k")
+                .payload(&b"second"[..]),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let second = common::consumer(&group);
+    second.subscribe(&[&topic]).expect("subscribe");
+    let batch = common::recv_n(&second, 3).await;
+    eprintln!(
+        "rejoin + first 3 records after commit: {:?}",
+        started.elapsed()
+    );
+    for m in &batch {
+        assert_eq!(m.payload(), Some(&b"second"[..]), "resumed after the commit");
+        assert_eq!(m.offset(), 2);
+    }
+    common::assert_no_more(&second, Duration::from_millis(500)).await;
+}
