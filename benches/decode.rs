@@ -15,8 +15,8 @@ use apache_avro::types::Value;
 use criterion::{Criterion, Throughput, criterion_group};
 use waittimes::domain::InputKind;
 use waittimes::wire::{
-    self, Decoders, OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord,
-    WriterSchema,
+    self, Decoders, OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted,
+    UpstreamRecord, WriterSchema,
 };
 
 /// Counts allocations while `COUNTING` is set.
@@ -70,8 +70,16 @@ fn payloads() -> Vec<(InputKind, u32, &'static str, Vec<Vec<u8>>)> {
     let mut out = Vec::new();
     for (kind, id, text) in [
         (InputKind::Orders, 1, wire::UPSTREAM_PIZZA_ORDERS),
-        (InputKind::Completed, 2, wire::UPSTREAM_PIZZA_ORDERS_COMPLETED),
-        (InputKind::Cancelled, 3, wire::UPSTREAM_PIZZA_ORDERS_CANCELLED),
+        (
+            InputKind::Completed,
+            2,
+            wire::UPSTREAM_PIZZA_ORDERS_COMPLETED,
+        ),
+        (
+            InputKind::Cancelled,
+            3,
+            wire::UPSTREAM_PIZZA_ORDERS_CANCELLED,
+        ),
     ] {
         let mut records = Vec::with_capacity(BATCH);
         for n in 0..BATCH as i32 {
@@ -128,7 +136,9 @@ fn decode_with_values(writer: &Schema, reader: &Schema, payload: &[u8]) -> Optio
     let framed = wire::framing::parse(payload).ok()?;
     let mut body = framed.body;
     let value = apache_avro::from_avro_datum(writer, &mut body, Some(reader)).ok()?;
-    let Value::Record(fields) = value else { return None };
+    let Value::Record(fields) = value else {
+        return None;
+    };
     let int = |name: &str| match fields.iter().find(|(n, _)| n == name)?.1 {
         Value::Int(v) => Some(v),
         _ => None,
@@ -201,8 +211,20 @@ fn bench_decode(c: &mut Criterion) {
 
 fn bench_encode(c: &mut Criterion) {
     let lines = [
-        OrderLine { product_id: 66, category: "calzone", quantity: 4, unit_price: 18.78, net_price: 75.12 },
-        OrderLine { product_id: 71, category: "salad", quantity: 4, unit_price: 4.9, net_price: 19.6 },
+        OrderLine {
+            product_id: 66,
+            category: "calzone",
+            quantity: 4,
+            unit_price: 18.78,
+            net_price: 75.12,
+        },
+        OrderLine {
+            product_id: 71,
+            category: "salad",
+            quantity: 4,
+            unit_price: 4.9,
+            net_price: 19.6,
+        },
     ];
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -71,7 +71,11 @@ pub enum InputKind {
 }
 
 impl InputKind {
-    pub const ALL: [InputKind; 3] = [InputKind::Orders, InputKind::Completed, InputKind::Cancelled];
+    pub const ALL: [InputKind; 3] = [
+        InputKind::Orders,
+        InputKind::Completed,
+        InputKind::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -8,8 +8,24 @@ use crate::state::Estimator;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// A fresh scratch directory per call (no process-wide state, safe under parallel tests).
-fn scratch_dir(name: &str) -> PathBuf {
+/// A fresh scratch directory per call (no process-wide state, safe under parallel tests),
+/// removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch_dir(name: &str) -> Scratch {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "waittimes-config-test-{}-{}-{name}",
@@ -18,7 +34,7 @@ fn scratch_dir(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -45,8 +45,18 @@ pub use sim::{Outcome, Sim, SimConfig, SimEvent, StoreProfile, Truth};
 pub use workshop::TopicGenerator;
 
 /// The workshop's "stale ML model" wait times (store id, minutes), as it seeds `waittimes_avro`.
-pub const WORKSHOP_PRIORS: [(i32, i32); 10] =
-    [(1, 15), (2, 20), (3, 7), (4, 23), (5, 25), (6, 20), (7, 13), (8, 10), (9, 2), (10, 6)];
+pub const WORKSHOP_PRIORS: [(i32, i32); 10] = [
+    (1, 15),
+    (2, 20),
+    (3, 7),
+    (4, 23),
+    (5, 25),
+    (6, 20),
+    (7, 13),
+    (8, 10),
+    (9, 2),
+    (10, 6),
+];
 
 /// How long the final flush may take before undelivered records are reported.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -59,11 +69,19 @@ const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectionArgs {
     /// Kafka bootstrap servers (host:port, comma-separated).
-    #[arg(long, env = "WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "WAITTIMES__KAFKA__BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_servers: String,
 
     /// Schema Registry URL (comma-separated for several).
-    #[arg(long, env = "WAITTIMES__SCHEMA_REGISTRY__URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "WAITTIMES__SCHEMA_REGISTRY__URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub schema_registry: String,
 
     /// Schema Registry basic-auth user (API key).
@@ -71,7 +89,11 @@ pub struct ConnectionArgs {
     pub schema_registry_username: Option<String>,
 
     /// Schema Registry basic-auth password (API secret).
-    #[arg(long, env = "WAITTIMES__SCHEMA_REGISTRY__PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WAITTIMES__SCHEMA_REGISTRY__PASSWORD",
+        hide_env_values = true
+    )]
     pub schema_registry_password: Option<String>,
 
     /// A librdkafka property for the producer, overriding the defaults (repeatable), e.g.
@@ -96,7 +118,11 @@ pub struct ConnectionArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct InputTopicArgs {
     /// Topic of placed orders.
-    #[arg(long, env = "WAITTIMES__TOPICS__ORDERS", default_value = "pizza_orders_avro")]
+    #[arg(
+        long,
+        env = "WAITTIMES__TOPICS__ORDERS",
+        default_value = "pizza_orders_avro"
+    )]
     pub orders_topic: String,
 
     /// Topic of completed orders.
@@ -119,7 +145,11 @@ pub struct InputTopicArgs {
 impl InputTopicArgs {
     /// Topic names indexed like [`InputKind::ALL`].
     fn names(&self) -> [String; 3] {
-        [self.orders_topic.clone(), self.completed_topic.clone(), self.cancelled_topic.clone()]
+        [
+            self.orders_topic.clone(),
+            self.completed_topic.clone(),
+            self.cancelled_topic.clone(),
+        ]
     }
 }
 
@@ -205,7 +235,11 @@ pub struct SeedPriorsArgs {
     pub connection: ConnectionArgs,
 
     /// The wait-times topic.
-    #[arg(long, env = "WAITTIMES__TOPICS__WAIT_TIMES", default_value = "waittimes_avro")]
+    #[arg(
+        long,
+        env = "WAITTIMES__TOPICS__WAIT_TIMES",
+        default_value = "waittimes_avro"
+    )]
     pub wait_times_topic: String,
 }
 
@@ -225,9 +259,17 @@ pub enum Error {
     #[error("cannot produce to {topic}: {error}")]
     Produce { topic: String, error: KafkaError },
     #[error("delivery to {topic} failed: {error} ({failed} record(s) not delivered)")]
-    Delivery { topic: String, error: KafkaError, failed: u64 },
+    Delivery {
+        topic: String,
+        error: KafkaError,
+        failed: u64,
+    },
     #[error("{undelivered} record(s) still undelivered after {timeout:?}: {error}")]
-    Flush { undelivered: u64, timeout: Duration, error: KafkaError },
+    Flush {
+        undelivered: u64,
+        timeout: Duration,
+        error: KafkaError,
+    },
     #[error("cannot write the truth file {path}: {source}")]
     Truth {
         path: PathBuf,
@@ -261,7 +303,11 @@ impl Summary {
 
     pub fn events_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { self.events() as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.events() as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -272,7 +318,11 @@ impl fmt::Display for Summary {
             "datagen {} (seed {}){}: {} events in {:.2}s, {:.0} events/s",
             self.mode.as_str(),
             self.seed,
-            if self.interrupted { ", interrupted" } else { "" },
+            if self.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            },
             self.events(),
             self.elapsed.as_secs_f64(),
             self.events_per_sec()
@@ -302,7 +352,9 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
     let mut schema_ids = [0u32; 3];
     for (i, kind) in InputKind::ALL.into_iter().enumerate() {
         let subject = format!("{}-value", topics[i]);
-        schema_ids[i] = registry.register(&subject, wire::upstream_schema(kind)).await?;
+        schema_ids[i] = registry
+            .register(&subject, wire::upstream_schema(kind))
+            .await?;
     }
     let truth = match &args.truth {
         Some(path) => Some(TruthWriter::create(path.clone())?),
@@ -312,7 +364,11 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
     let shared = Arc::new(Shared::new(&args));
     let producer: ThreadedProducer<Deliveries> =
         config.create_with_context(Deliveries::new(shared.clone()))?;
-    let out = Arc::new(Output { producer: producer.clone(), topics: topics.clone(), schema_ids });
+    let out = Arc::new(Output {
+        producer: producer.clone(),
+        topics: topics.clone(),
+        schema_ids,
+    });
 
     let mut workers = Vec::new();
     match args.mode {
@@ -330,7 +386,14 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
         }
         Mode::Sim => {
             let start_ms = args.start.unwrap_or_else(now_ms);
-            let sim = Sim::new(SimConfig { stores: args.stores, start_ms, templates }, seed);
+            let sim = Sim::new(
+                SimConfig {
+                    stores: args.stores,
+                    start_ms,
+                    templates,
+                },
+                seed,
+            );
             let clock = SimClock::new(start_ms, args.speed);
             let (shared, out) = (shared.clone(), out.clone());
             workers.push(tokio::task::spawn_blocking(move || {
@@ -354,7 +417,10 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
     let mut first_error = None;
     let mut truth_rows = None;
     for w in workers {
-        let result = w.await.map_err(|e| Error::Worker(e.to_string())).and_then(|r| r);
+        let result = w
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))
+            .and_then(|r| r);
         match result {
             Ok(rows) => truth_rows = truth_rows.or(rows),
             Err(e) => {
@@ -381,11 +447,19 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
     }
     if let Some((i, error)) = shared.take_delivery_error() {
         let failed = shared.failed.load(Ordering::Relaxed);
-        return Err(Error::Delivery { topic: topics[i].clone(), error, failed });
+        return Err(Error::Delivery {
+            topic: topics[i].clone(),
+            error,
+            failed,
+        });
     }
     if let (Err(error), undelivered) = flushed {
         let undelivered = u64::try_from(undelivered).unwrap_or(0);
-        return Err(Error::Flush { undelivered, timeout: FLUSH_TIMEOUT, error });
+        return Err(Error::Flush {
+            undelivered,
+            timeout: FLUSH_TIMEOUT,
+            error,
+        });
     }
     Ok(Summary {
         mode: args.mode,
@@ -412,26 +486,41 @@ pub async fn seed_priors(args: SeedPriorsArgs) -> Result<(), Error> {
         create_topics(&config, &args.connection, &[topic.to_string()]).await?;
     }
     let registry = registry(&args.connection)?;
-    let schema_id = registry.register(&format!("{topic}-value"), wire::WAIT_TIMES_SCHEMA).await?;
+    let schema_id = registry
+        .register(&format!("{topic}-value"), wire::WAIT_TIMES_SCHEMA)
+        .await?;
     let producer: FutureProducer = config.create()?;
     let mut deliveries = Vec::with_capacity(WORKSHOP_PRIORS.len());
     for (store_id, minutes) in WORKSHOP_PRIORS {
         let value = wire::encode_wait_times(schema_id, store_id, minutes);
-        let record = FutureRecord::<(), _>::to(topic).payload(&value).timestamp(now_ms());
+        let record = FutureRecord::<(), _>::to(topic)
+            .payload(&value)
+            .timestamp(now_ms());
         let delivery = producer
             .send_result(record)
-            .map_err(|(error, _)| Error::Produce { topic: topic.to_string(), error })?;
+            .map_err(|(error, _)| Error::Produce {
+                topic: topic.to_string(),
+                error,
+            })?;
         deliveries.push(delivery);
     }
     for delivery in deliveries {
         match delivery.await {
             Ok(Ok(_)) => {}
             Ok(Err((error, _))) => {
-                return Err(Error::Delivery { topic: topic.to_string(), error, failed: 1 });
+                return Err(Error::Delivery {
+                    topic: topic.to_string(),
+                    error,
+                    failed: 1,
+                });
             }
             Err(_) => {
                 let error = KafkaError::Canceled;
-                return Err(Error::Delivery { topic: topic.to_string(), error, failed: 1 });
+                return Err(Error::Delivery {
+                    topic: topic.to_string(),
+                    error,
+                    failed: 1,
+                });
             }
         }
     }
@@ -477,11 +566,22 @@ fn producer_config(c: &ConnectionArgs) -> ClientConfig {
 }
 
 fn registry(c: &ConnectionArgs) -> Result<Registry, Error> {
-    let urls = c.schema_registry.split(',').map(|u| u.trim().to_string()).collect();
+    let urls = c
+        .schema_registry
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .collect();
     let basic_auth = c.schema_registry_username.as_ref().map(|user| {
-        (user.clone(), c.schema_registry_password.clone().unwrap_or_default())
+        (
+            user.clone(),
+            c.schema_registry_password.clone().unwrap_or_default(),
+        )
     });
-    Ok(Registry::new(RegistrySettings { urls, basic_auth, ..RegistrySettings::default() })?)
+    Ok(Registry::new(RegistrySettings {
+        urls,
+        basic_auth,
+        ..RegistrySettings::default()
+    })?)
 }
 
 /// Creates those of `topics` that do not exist yet.
@@ -493,14 +593,23 @@ async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = config.create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication_factor)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                c.partitions,
+                TopicReplication::Fixed(c.replication_factor),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new, &opts).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(Error::CreateTopic { topic, reason: code.to_string() });
+                return Err(Error::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                });
             }
         }
     }
@@ -579,14 +688,22 @@ impl Shared {
 
     /// Waits for a slot under `--rate`.
     fn pace(&self) -> bool {
-        let Some(limiter) = &self.limiter else { return true };
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
         let now = self.start.elapsed();
-        let at = limiter.lock().unwrap_or_else(PoisonError::into_inner).reserve(now);
+        let at = limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reserve(now);
         at <= now || self.wait_until(at)
     }
 
     fn take_delivery_error(&self) -> Option<(usize, KafkaError)> {
-        self.delivery_error.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.delivery_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -618,7 +735,10 @@ impl ProducerContext for Deliveries {
             Err((error, _)) => {
                 s.failed.fetch_add(1, Ordering::Relaxed);
                 s.stop.store(true, Ordering::Relaxed);
-                let mut first = s.delivery_error.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut first = s
+                    .delivery_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 first.get_or_insert_with(|| (topic, error.clone()));
             }
         }
@@ -675,7 +795,12 @@ impl Output {
                     rec = back;
                     self.producer.poll(Duration::from_millis(1));
                 }
-                Err((error, _)) => return Err(Error::Produce { topic: topic.clone(), error }),
+                Err((error, _)) => {
+                    return Err(Error::Produce {
+                        topic: topic.clone(),
+                        error,
+                    });
+                }
             }
         }
     }
@@ -736,20 +861,36 @@ struct TruthWriter {
 
 impl TruthWriter {
     fn create(path: PathBuf) -> Result<TruthWriter, Error> {
-        let file = File::create(&path).map_err(|source| Error::Truth { path: path.clone(), source });
-        let mut w = TruthWriter { out: BufWriter::new(file?), path, rows: 0 };
+        let file = File::create(&path).map_err(|source| Error::Truth {
+            path: path.clone(),
+            source,
+        });
+        let mut w = TruthWriter {
+            out: BufWriter::new(file?),
+            path,
+            rows: 0,
+        };
         let header = writeln!(w.out, "{}", Truth::CSV_HEADER);
-        header.map_err(|source| Error::Truth { path: w.path.clone(), source })?;
+        header.map_err(|source| Error::Truth {
+            path: w.path.clone(),
+            source,
+        })?;
         Ok(w)
     }
 
     fn write(&mut self, t: &Truth) -> Result<(), Error> {
         self.rows += 1;
-        writeln!(self.out, "{t}").map_err(|source| Error::Truth { path: self.path.clone(), source })
+        writeln!(self.out, "{t}").map_err(|source| Error::Truth {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn finish(mut self) -> Result<u64, Error> {
-        self.out.flush().map_err(|source| Error::Truth { path: self.path.clone(), source })?;
+        self.out.flush().map_err(|source| Error::Truth {
+            path: self.path.clone(),
+            source,
+        })?;
         Ok(self.rows)
     }
 }
@@ -760,7 +901,12 @@ async fn progress(
     topics: [String; 3],
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let sent = |s: &Shared| s.sent.iter().map(|n| n.load(Ordering::Relaxed)).collect::<Vec<_>>();
+    let sent = |s: &Shared| {
+        s.sent
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect::<Vec<_>>()
+    };
     if std::io::stderr().is_terminal() {
         let bar = match shared.count {
             Some(n) => indicatif::ProgressBar::new(n),
@@ -809,7 +955,9 @@ async fn progress(
 /// `count` split into `n` near-equal shares (the first ones take the remainder).
 fn split(count: Option<u64>, n: usize) -> Vec<Option<u64>> {
     let n64 = n.max(1) as u64;
-    (0..n64).map(|i| count.map(|c| c / n64 + u64::from(i < c % n64))).collect()
+    (0..n64)
+        .map(|i| count.map(|c| c / n64 + u64::from(i < c % n64)))
+        .collect()
 }
 
 /// The index of `kind` in [`InputKind::ALL`] (and in every per-topic array here).
@@ -874,13 +1022,19 @@ mod tests {
     fn defaults_are_the_workshops() {
         let a = parse(&[]).unwrap();
         assert_eq!(a.mode, Mode::Workshop);
-        assert_eq!(a.topics.names(), [
-            "pizza_orders_avro",
-            "pizza_orders_completed_avro",
-            "pizza_orders_cancelled_avro"
-        ]);
+        assert_eq!(
+            a.topics.names(),
+            [
+                "pizza_orders_avro",
+                "pizza_orders_completed_avro",
+                "pizza_orders_cancelled_avro"
+            ]
+        );
         assert_eq!(a.max_interval, Duration::from_millis(500));
-        assert_eq!((a.rate, a.count, a.duration, a.seed), (0.0, None, None, None));
+        assert_eq!(
+            (a.rate, a.count, a.duration, a.seed),
+            (0.0, None, None, None)
+        );
         assert_eq!((a.stores, a.speed, a.connection.partitions), (10, 60.0, 3));
         validate(&a).unwrap();
     }
@@ -888,18 +1042,38 @@ mod tests {
     #[test]
     fn flags_parse() {
         let a = parse(&[
-            "--mode", "sim", "--rate", "2500", "--count", "10", "--duration", "1m 30s", "--seed",
-            "7", "--start", "2024-03-01T11:00:00Z", "--speed", "0", "--truth", "t.csv", "-X",
-            "acks=1", "--property", "linger.ms=50",
+            "--mode",
+            "sim",
+            "--rate",
+            "2500",
+            "--count",
+            "10",
+            "--duration",
+            "1m 30s",
+            "--seed",
+            "7",
+            "--start",
+            "2024-03-01T11:00:00Z",
+            "--speed",
+            "0",
+            "--truth",
+            "t.csv",
+            "-X",
+            "acks=1",
+            "--property",
+            "linger.ms=50",
         ])
         .unwrap();
         assert_eq!(a.mode, Mode::Sim);
         assert_eq!(a.duration, Some(Duration::from_secs(90)));
         assert_eq!(a.start, Some(1_709_290_800_000));
-        assert_eq!(a.connection.properties, vec![
-            ("acks".to_string(), "1".to_string()),
-            ("linger.ms".to_string(), "50".to_string())
-        ]);
+        assert_eq!(
+            a.connection.properties,
+            vec![
+                ("acks".to_string(), "1".to_string()),
+                ("linger.ms".to_string(), "50".to_string())
+            ]
+        );
         validate(&a).unwrap();
         let c = producer_config(&a.connection);
         assert_eq!(c.get("linger.ms"), Some("50"));
@@ -917,7 +1091,8 @@ mod tests {
         assert!(parse(&["--rate=-1"]).is_err());
         assert!(parse(&["--rate", "NaN"]).is_err());
         assert!(parse(&["--speed=-2"]).is_err());
-        let refused = |argv: &[&str]| matches!(validate(&parse(argv).unwrap()), Err(Error::Args(_)));
+        let refused =
+            |argv: &[&str]| matches!(validate(&parse(argv).unwrap()), Err(Error::Args(_)));
         let mut built = parse(&[]).unwrap();
         built.rate = -1.0;
         assert!(matches!(validate(&built), Err(Error::Args(_))));
@@ -934,7 +1109,11 @@ mod tests {
         let s = Summary {
             mode: Mode::Sim,
             seed: 42,
-            topics: vec![("orders".into(), 600), ("completed_topic".into(), 300), ("x".into(), 100)],
+            topics: vec![
+                ("orders".into(), 600),
+                ("completed_topic".into(), 300),
+                ("x".into(), 100),
+            ],
             elapsed: Duration::from_secs(2),
             interrupted: true,
             truth_rows: Some(400),
@@ -942,7 +1121,11 @@ mod tests {
         assert_eq!(s.events(), 1000);
         assert_eq!(s.events_per_sec(), 500.0);
         let text = s.to_string();
-        assert!(text.starts_with("datagen sim (seed 42), interrupted: 1000 events in 2.00s, 500 events/s"));
+        assert!(
+            text.starts_with(
+                "datagen sim (seed 42), interrupted: 1000 events in 2.00s, 500 events/s"
+            )
+        );
         assert!(text.contains("  orders           600\n"), "{text}");
         assert!(text.contains("truth rows  400"));
     }
@@ -962,22 +1145,31 @@ mod tests {
                 let mut body = framed.body;
                 let value = apache_avro::from_avro_datum(&schema, &mut body, None).unwrap();
                 assert!(body.is_empty());
-                let apache_avro::types::Value::Record(fields) = value else { panic!() };
+                let apache_avro::types::Value::Record(fields) = value else {
+                    panic!()
+                };
                 let get = |name: &str| fields.iter().find(|(n, _)| n == name).unwrap().1.clone();
                 use apache_avro::types::Value as V;
                 assert_eq!(get("store_id"), V::Int(record.store_id()));
                 assert_eq!(get("store_order_id"), V::Int(record.store_order_id()));
                 assert_eq!(get("status"), V::String(record.status().to_string()));
                 if let Record::Order(o) = &record {
-                    let V::Array(lines) = get("order_lines") else { panic!() };
+                    let V::Array(lines) = get("order_lines") else {
+                        panic!()
+                    };
                     assert_eq!(lines.len(), o.order_lines.len());
-                    let V::Record(first) = &lines[0] else { panic!() };
+                    let V::Record(first) = &lines[0] else {
+                        panic!()
+                    };
                     assert_eq!(first[1].1, V::String(o.order_lines[0].category.clone()));
                     assert_eq!(first[3].1, V::Double(o.order_lines[0].unit_price));
                 }
                 if let Record::Completed(c) = &record {
                     assert_eq!(get("rack_time_secs"), V::Int(c.rack_time_secs));
-                    assert_eq!(get("order_delivery_time_secs"), V::Int(c.order_delivery_time_secs));
+                    assert_eq!(
+                        get("order_delivery_time_secs"),
+                        V::Int(c.order_delivery_time_secs)
+                    );
                 }
             }
         }

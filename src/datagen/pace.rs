@@ -25,7 +25,11 @@ impl RateLimiter {
         let interval = Duration::try_from_secs_f64(1.0 / events_per_sec).ok()?;
         // Sleeps are only good to about a millisecond: allow that much catch-up and no more.
         let tolerance = interval.max(Duration::from_millis(10));
-        Some(RateLimiter { interval, tolerance, next: Duration::ZERO })
+        Some(RateLimiter {
+            interval,
+            tolerance,
+            next: Duration::ZERO,
+        })
     }
 
     /// Reserves a slot for an event ready at `now` (offset from the run's start); returns the
@@ -130,7 +134,10 @@ mod tests {
     #[test]
     fn high_rates_keep_sub_microsecond_spacing() {
         let mut r = RateLimiter::new(1_000_000.0).unwrap();
-        let last = (0..1_000_000).map(|_| r.reserve(Duration::ZERO)).last().unwrap();
+        let last = (0..1_000_000)
+            .map(|_| r.reserve(Duration::ZERO))
+            .last()
+            .unwrap();
         assert_eq!(last, Duration::from_micros(999_999));
     }
 

@@ -233,7 +233,11 @@ impl Templates {
     }
 
     /// Reads the rules from the three templates' schema texts.
-    pub fn parse(orders: &str, completed: &str, cancelled: &str) -> Result<Templates, TemplateError> {
+    pub fn parse(
+        orders: &str,
+        completed: &str,
+        cancelled: &str,
+    ) -> Result<Templates, TemplateError> {
         let o = Template::new("pizza_orders", orders)?;
         let lines = o.field("order_lines")?;
         let line_options = lines
@@ -273,7 +277,11 @@ impl Templates {
             date: x.range("date")?,
             status: x.string_options("status")?,
         };
-        Ok(Templates { orders, completed, cancelled })
+        Ok(Templates {
+            orders,
+            completed,
+            cancelled,
+        })
     }
 }
 
@@ -285,13 +293,18 @@ struct Template {
 
 impl Template {
     fn new(name: &'static str, text: &str) -> Result<Template, TemplateError> {
-        let json = serde_json::from_str(text)
-            .map_err(|e| TemplateError { template: name, message: format!("not JSON: {e}") })?;
+        let json = serde_json::from_str(text).map_err(|e| TemplateError {
+            template: name,
+            message: format!("not JSON: {e}"),
+        })?;
         Ok(Template { name, json })
     }
 
     fn err(&self, message: impl Into<String>) -> TemplateError {
-        TemplateError { template: self.name, message: message.into() }
+        TemplateError {
+            template: self.name,
+            message: message.into(),
+        }
     }
 
     /// The field's `type` object.
@@ -299,7 +312,10 @@ impl Template {
         self.json
             .get("fields")
             .and_then(Json::as_array)
-            .and_then(|fs| fs.iter().find(|f| f.get("name").and_then(Json::as_str) == Some(name)))
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|f| f.get("name").and_then(Json::as_str) == Some(name))
+            })
             .and_then(|f| f.get("type"))
             .ok_or_else(|| self.err(format!("no field {name}")))
     }
@@ -320,7 +336,10 @@ impl Template {
 
     fn range_of(&self, field: &str, prop: &str) -> Result<Range, TemplateError> {
         let p = self.prop(field, prop)?;
-        let r = Range { min: self.int(p, field, "min")?, max: self.int(p, field, "max")? };
+        let r = Range {
+            min: self.int(p, field, "min")?,
+            max: self.int(p, field, "max")?,
+        };
         if r.min >= r.max {
             return Err(self.err(format!("field {field}: empty {prop} {}..{}", r.min, r.max)));
         }
@@ -341,14 +360,21 @@ impl Template {
 
     fn iteration(&self, field: &str) -> Result<Iteration, TemplateError> {
         let p = self.prop(field, "iteration")?;
-        Ok(Iteration { start: self.int(p, field, "start")?, step: self.int(p, field, "step")? })
+        Ok(Iteration {
+            start: self.int(p, field, "start")?,
+            step: self.int(p, field, "step")?,
+        })
     }
 
     fn string_options(&self, field: &str) -> Result<Vec<Arc<str>>, TemplateError> {
         let opts = self
             .prop(field, "options")?
             .as_array()
-            .map(|a| a.iter().map(|v| v.as_str().map(Arc::from)).collect::<Option<Vec<_>>>())
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map(Arc::from))
+                    .collect::<Option<Vec<_>>>()
+            })
             .and_then(|o| o.filter(|v| !v.is_empty()))
             .ok_or_else(|| self.err(format!("field {field}: options are not non-empty strings")))?;
         Ok(opts)
@@ -364,9 +390,27 @@ mod tests {
         let t = Templates::upstream().unwrap();
         let o = &t.orders;
         assert_eq!(o.store_id, Range { min: 1, max: 10 });
-        assert_eq!(o.store_order_id, Iteration { start: 1000, step: 1 });
-        assert_eq!(o.coupon_code, Range { min: 1000, max: 2000 });
-        assert_eq!(o.date, Range { min: 18000, max: 19000 });
+        assert_eq!(
+            o.store_order_id,
+            Iteration {
+                start: 1000,
+                step: 1
+            }
+        );
+        assert_eq!(
+            o.coupon_code,
+            Range {
+                min: 1000,
+                max: 2000
+            }
+        );
+        assert_eq!(
+            o.date,
+            Range {
+                min: 18000,
+                max: 19000
+            }
+        );
         assert_eq!(o.lines, Range { min: 1, max: 5 });
         assert_eq!(o.line_options.len(), 100);
         assert_eq!(
@@ -381,12 +425,30 @@ mod tests {
         );
         assert_eq!(o.status, vec![Arc::<str>::from(STATUS_ACCEPTED)]);
         let c = &t.completed;
-        assert_eq!(c.store_order_id, Iteration { start: 1000, step: 2 });
+        assert_eq!(
+            c.store_order_id,
+            Iteration {
+                start: 1000,
+                step: 2
+            }
+        );
         assert_eq!(c.rack_time_secs, Range { min: 130, max: 230 });
-        assert_eq!(c.order_delivery_time_secs, Range { min: 1100, max: 2000 });
+        assert_eq!(
+            c.order_delivery_time_secs,
+            Range {
+                min: 1100,
+                max: 2000
+            }
+        );
         assert_eq!(c.status, vec![Arc::<str>::from(STATUS_COMPLETED)]);
         let x = &t.cancelled;
-        assert_eq!(x.store_order_id, Iteration { start: 1001, step: 2 });
+        assert_eq!(
+            x.store_order_id,
+            Iteration {
+                start: 1001,
+                step: 2
+            }
+        );
         assert_eq!(x.store_id, Range { min: 1, max: 10 });
         assert_eq!(x.status, vec![Arc::<str>::from(STATUS_CANCELLED)]);
     }

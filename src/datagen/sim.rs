@@ -239,7 +239,13 @@ impl Sim {
                 }
             })
             .collect();
-        let mut sim = Sim { cfg, rng, stores, pending: BinaryHeap::new(), seq: 0 };
+        let mut sim = Sim {
+            cfg,
+            rng,
+            stores,
+            pending: BinaryHeap::new(),
+            seq: 0,
+        };
         for s in 0..sim.stores.len() {
             let t = sim.next_arrival(s, sim.cfg.start_ms);
             sim.push(t, What::Arrival(s));
@@ -258,7 +264,11 @@ impl Sim {
 
     fn push(&mut self, time: EventTime, what: What) {
         self.seq += 1;
-        self.pending.push(Pending { time, seq: self.seq, what });
+        self.pending.push(Pending {
+            time,
+            seq: self.seq,
+            what,
+        });
     }
 
     /// The next arrival after `from`, by thinning a Poisson process at the peak rate.
@@ -301,8 +311,13 @@ impl Sim {
         };
 
         // FIFO over the slots: the order waits for the earliest free one.
-        let (slot, free) =
-            store.free_at.iter().copied().enumerate().min_by_key(|&(i, f)| (f, i)).unwrap_or((0, t));
+        let (slot, free) = store
+            .free_at
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by_key(|&(i, f)| (f, i))
+            .unwrap_or((0, t));
         let queue_ms = (free - t).max(0);
         let end = if rng.random::<f64>() < cancel_probability(queue_ms) {
             // Gives up while still queued (or, with no queue, within a minute).
@@ -360,9 +375,17 @@ impl Iterator for Sim {
                 let record = self.place(s, time);
                 let next = self.next_arrival(s, time);
                 self.push(next, What::Arrival(s));
-                Some(SimEvent { record, time_ms: time, placed_at_ms: time })
+                Some(SimEvent {
+                    record,
+                    time_ms: time,
+                    placed_at_ms: time,
+                })
             }
-            What::End(record, placed_at_ms) => Some(SimEvent { record, time_ms: time, placed_at_ms }),
+            What::End(record, placed_at_ms) => Some(SimEvent {
+                record,
+                time_ms: time,
+                placed_at_ms,
+            }),
         }
     }
 }
@@ -417,7 +440,14 @@ mod tests {
 
     fn sim(stores: u32, seed: u64) -> Sim {
         let templates = Arc::new(Templates::upstream().unwrap());
-        Sim::new(SimConfig { stores, start_ms: START, templates }, seed)
+        Sim::new(
+            SimConfig {
+                stores,
+                start_ms: START,
+                templates,
+            },
+            seed,
+        )
     }
 
     #[test]
@@ -434,7 +464,10 @@ mod tests {
             assert!((1..=8).contains(&key.0));
             match &e.record {
                 Record::Order(o) => {
-                    assert!(placed.insert(key, e.time_ms).is_none(), "id reused: {key:?}");
+                    assert!(
+                        placed.insert(key, e.time_ms).is_none(),
+                        "id reused: {key:?}"
+                    );
                     assert!((1..=4).contains(&o.order_lines.len()));
                     assert!((1000..=1999).contains(&o.coupon_code));
                     assert_eq!(&*o.status, "accepted");
@@ -477,7 +510,10 @@ mod tests {
         }
         // Most orders complete; some cancel; few are still open at the end.
         let total = placed.len();
-        assert!(completed > total / 2 && cancelled > total / 100, "{completed} {cancelled}");
+        assert!(
+            completed > total / 2 && cancelled > total / 100,
+            "{completed} {cancelled}"
+        );
         assert!(total - completed - cancelled < total / 50);
     }
 
@@ -503,20 +539,32 @@ mod tests {
         }
         let (night, afternoon) = (by_hour[3], by_hour[16]);
         let (lunch, dinner) = (by_hour[13], by_hour[19]);
-        assert!(lunch > 2 * afternoon && dinner > 2 * afternoon, "{by_hour:?}");
+        assert!(
+            lunch > 2 * afternoon && dinner > 2 * afternoon,
+            "{by_hour:?}"
+        );
         assert!(afternoon > 3 * night, "{by_hour:?}");
         let rate = |(c, x): (u32, u32)| f64::from(x) / f64::from(c + x);
-        assert!(rate(ends_by_hour[20]) > 2.0 * rate(ends_by_hour[9]), "{ends_by_hour:?}");
+        assert!(
+            rate(ends_by_hour[20]) > 2.0 * rate(ends_by_hour[9]),
+            "{ends_by_hour:?}"
+        );
     }
 
     #[test]
     fn profiles_are_drawn_from_the_seed() {
         let a: Vec<_> = sim(20, 9).stores().cloned().collect();
         assert_eq!(a, sim(20, 9).stores().cloned().collect::<Vec<_>>());
-        assert!(a.iter().all(|p| (2..=6).contains(&p.slots) && p.peak_orders_per_hour > 0.0));
+        assert!(
+            a.iter()
+                .all(|p| (2..=6).contains(&p.slots) && p.peak_orders_per_hour > 0.0)
+        );
         let slots: HashSet<_> = a.iter().map(|p| p.slots).collect();
         assert!(slots.len() >= 3);
-        assert_eq!(a.iter().map(|p| p.store_id).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|p| p.store_id).collect::<Vec<_>>(),
+            (1..=20).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -557,6 +605,9 @@ mod tests {
             wait_ms: 70_000,
         };
         assert_eq!(t.to_string(), "3,1004,10,cancelled,70010,70000");
-        assert_eq!(Truth::CSV_HEADER.split(',').count(), t.to_string().split(',').count());
+        assert_eq!(
+            Truth::CSV_HEADER.split(',').count(),
+            t.to_string().split(',').count()
+        );
     }
 }

@@ -29,7 +29,12 @@ pub struct TopicGenerator {
 impl TopicGenerator {
     /// A generator for `kind`; `seed` is this topic's own seed (see [`topic_seed`]).
     pub fn new(kind: InputKind, templates: Arc<Templates>, seed: u64) -> TopicGenerator {
-        TopicGenerator { kind, templates, rng: StdRng::seed_from_u64(seed), n: 0 }
+        TopicGenerator {
+            kind,
+            templates,
+            rng: StdRng::seed_from_u64(seed),
+            n: 0,
+        }
     }
 
     pub fn kind(&self) -> InputKind {
@@ -62,8 +67,9 @@ impl TopicGenerator {
                 let date = o.date.sample(rng);
                 let status = pick(rng, &o.status);
                 let len = o.lines.sample(rng);
-                let order_lines =
-                    (0..len).filter_map(|_| pick_opt(rng, &o.line_options).cloned()).collect();
+                let order_lines = (0..len)
+                    .filter_map(|_| pick_opt(rng, &o.line_options).cloned())
+                    .collect();
                 Record::Order(Order {
                     store_id,
                     store_order_id,
@@ -113,7 +119,9 @@ fn pick_opt<'a, T, R: Rng + ?Sized>(rng: &mut R, options: &'a [T]) -> Option<&'a
 
 /// Templates are validated non-empty, so the fallback never shows; it keeps this total anyway.
 fn pick<R: Rng + ?Sized>(rng: &mut R, options: &[Arc<str>]) -> Arc<str> {
-    pick_opt(rng, options).cloned().unwrap_or_else(|| Arc::from(""))
+    pick_opt(rng, options)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(""))
 }
 
 /// Each topic's seed, derived from the run's seed so that the topics draw independently and a
@@ -156,7 +164,9 @@ mod tests {
         let mut used = HashSet::new();
         let (mut coupons, mut dates) = (HashSet::new(), HashSet::new());
         for i in 0..20_000 {
-            let Record::Order(o) = g.next_record() else { panic!("not an order") };
+            let Record::Order(o) = g.next_record() else {
+                panic!("not an order")
+            };
             assert_eq!(o.store_order_id, 1000 + i);
             assert!((1..=9).contains(&o.store_id), "{}", o.store_id);
             assert!((1000..=1999).contains(&o.coupon_code));
@@ -185,7 +195,9 @@ mod tests {
         let mut x = generator(InputKind::Cancelled, 7);
         let (mut racks, mut deliveries) = (HashSet::new(), HashSet::new());
         for i in 0..20_000 {
-            let Record::Completed(r) = c.next_record() else { panic!("not a completion") };
+            let Record::Completed(r) = c.next_record() else {
+                panic!("not a completion")
+            };
             assert_eq!(r.store_order_id, 1000 + 2 * i);
             assert!((1..=9).contains(&r.store_id));
             assert!((18000..=18999).contains(&r.date));
@@ -194,7 +206,9 @@ mod tests {
             assert!((1100..=1999).contains(&r.order_delivery_time_secs));
             racks.insert(r.rack_time_secs);
             deliveries.insert(r.order_delivery_time_secs);
-            let Record::Cancelled(r) = x.next_record() else { panic!("not a cancellation") };
+            let Record::Cancelled(r) = x.next_record() else {
+                panic!("not a cancellation")
+            };
             assert_eq!(r.store_order_id, 1001 + 2 * i);
             assert!((1..=9).contains(&r.store_id));
             assert!((18000..=18999).contains(&r.date));
@@ -216,7 +230,10 @@ mod tests {
         }
         // Independent uniform draws agree about 1 time in 9.
         assert!((800..1200).contains(&same), "{same}");
-        assert!(per_store.values().all(|n| (800..1200).contains(n)), "{per_store:?}");
+        assert!(
+            per_store.values().all(|n| (800..1200).contains(n)),
+            "{per_store:?}"
+        );
     }
 
     #[test]
@@ -233,8 +250,13 @@ mod tests {
     fn delays_are_whole_milliseconds_below_the_max() {
         let mut g = generator(InputKind::Cancelled, 9);
         assert_eq!(g.next_delay(Duration::ZERO), Duration::ZERO);
-        let ds: Vec<_> = (0..5000).map(|_| g.next_delay(Duration::from_millis(500))).collect();
-        assert!(ds.iter().all(|d| d.as_millis() < 500 && d.subsec_nanos() % 1_000_000 == 0));
+        let ds: Vec<_> = (0..5000)
+            .map(|_| g.next_delay(Duration::from_millis(500)))
+            .collect();
+        assert!(
+            ds.iter()
+                .all(|d| d.as_millis() < 500 && d.subsec_nanos() % 1_000_000 == 0)
+        );
         let mean = ds.iter().map(|d| d.as_millis() as f64).sum::<f64>() / ds.len() as f64;
         assert!((230.0..270.0).contains(&mean), "{mean}");
         assert!(ds.contains(&Duration::ZERO) && ds.contains(&Duration::from_millis(499)));
@@ -242,9 +264,21 @@ mod tests {
 
     #[test]
     fn iteration_wraps_like_a_java_int() {
-        let it = Iteration { start: 1001, step: 2 };
+        let it = Iteration {
+            start: 1001,
+            step: 2,
+        };
         assert_eq!(iterate(it, 0), 1001);
         assert_eq!(iterate(it, 5), 1011);
-        assert_eq!(iterate(Iteration { start: i32::MAX, step: 1 }, 1), i32::MIN);
+        assert_eq!(
+            iterate(
+                Iteration {
+                    start: i32::MAX,
+                    step: 1
+                },
+                1
+            ),
+            i32::MIN
+        );
     }
 }

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::error::KafkaError;
 
 use crate::metrics::Metrics;
 
@@ -48,7 +48,12 @@ impl DeadLetters {
         runtime: tokio::runtime::Handle,
         metrics: Metrics,
     ) -> Self {
-        Self { producer, topic, runtime, metrics }
+        Self {
+            producer,
+            topic,
+            runtime,
+            metrics,
+        }
     }
 
     /// Enqueues the dead letter (blocking briefly while the producer queue is full).
@@ -57,13 +62,31 @@ impl DeadLetters {
         let offset = letter.offset.to_string();
         let timestamp = letter.timestamp.map(|t| t.to_string());
         let mut headers = OwnedHeaders::new_with_capacity(6)
-            .insert(Header { key: HEADER_TOPIC, value: Some(letter.topic) })
-            .insert(Header { key: HEADER_PARTITION, value: Some(&partition) })
-            .insert(Header { key: HEADER_OFFSET, value: Some(&offset) })
-            .insert(Header { key: HEADER_ERROR, value: Some(&letter.error) })
-            .insert(Header { key: HEADER_REASON, value: Some(letter.reason) });
+            .insert(Header {
+                key: HEADER_TOPIC,
+                value: Some(letter.topic),
+            })
+            .insert(Header {
+                key: HEADER_PARTITION,
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: HEADER_OFFSET,
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: HEADER_ERROR,
+                value: Some(&letter.error),
+            })
+            .insert(Header {
+                key: HEADER_REASON,
+                value: Some(letter.reason),
+            });
         if let Some(ts) = &timestamp {
-            headers = headers.insert(Header { key: HEADER_TIMESTAMP, value: Some(ts) });
+            headers = headers.insert(Header {
+                key: HEADER_TIMESTAMP,
+                value: Some(ts),
+            });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.topic).headers(headers);

@@ -134,9 +134,15 @@ impl InputContext {
             }
         }
         self.push(|p| {
-            p.assigned.extend(assigned.into_iter().map(|(topic, partition, _, target)| {
-                Assigned { topic, partition, target }
-            }))
+            p.assigned.extend(
+                assigned
+                    .into_iter()
+                    .map(|(topic, partition, _, target)| Assigned {
+                        topic,
+                        partition,
+                        target,
+                    }),
+            )
         });
     }
 }
@@ -149,7 +155,8 @@ impl ClientContext for InputContext {
             Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve)
         );
         if broker_down {
-            self.health.set_not_ready(Condition::Broker, format!("broker unreachable: {reason}"));
+            self.health
+                .set_not_ready(Condition::Broker, format!("broker unreachable: {reason}"));
         }
         tracing::warn!(error = %error, reason, "kafka client error");
     }
@@ -159,12 +166,14 @@ impl ClientContext for InputContext {
         if up {
             self.health.set_ok(Condition::Broker);
         } else if !statistics.brokers.is_empty() {
-            self.health.set_not_ready(Condition::Broker, "no broker connection is up");
+            self.health
+                .set_not_ready(Condition::Broker, "no broker connection is up");
         }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.desired && p.consumer_lag >= 0 {
-                    self.metrics.set_consumer_lag(topic, *partition, p.consumer_lag);
+                    self.metrics
+                        .set_consumer_lag(topic, *partition, p.consumer_lag);
                 }
             }
         }
@@ -186,8 +195,11 @@ impl ConsumerContext for InputContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let revoked: Vec<_> =
-                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let revoked: Vec<_> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
                 tracing::info!(partitions = revoked.len(), "partitions revoked");
                 self.push(|p| p.revoked.extend(revoked));
                 if let Err(err) = consumer.unassign() {
@@ -224,7 +236,9 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
     let mut dirty = Vec::new();
     let mut totals = Totals::default();
 
-    input.health.set_not_ready(Condition::Assignment, "waiting for a partition assignment");
+    input
+        .health
+        .set_not_ready(Condition::Assignment, "waiting for a partition assignment");
     while !input.stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
         handle_pending(&consumer, &mut input, &mut targets, &mut store_partition);
@@ -234,8 +248,7 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                 if !targets.is_empty() {
                     targets.reached(msg.topic(), msg.partition(), msg.offset() + 1);
                 }
-                if let Some(b) = handle_message(&msg, &mut input, &mut store_partition)
-                {
+                if let Some(b) = handle_message(&msg, &mut input, &mut store_partition) {
                     pause_at(&consumer, &b);
                     input.health.set_not_ready(
                         Condition::SchemaRegistry,
@@ -268,7 +281,10 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
             } else {
                 input.health.set_not_ready(
                     Condition::CaughtUp,
-                    format!("replaying: {} partitions behind the end offsets seen at start", targets.len()),
+                    format!(
+                        "replaying: {} partitions behind the end offsets seen at start",
+                        targets.len()
+                    ),
                 );
             }
             refresh(&mut input, &mut dirty, &mut totals);
@@ -282,7 +298,10 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
 }
 
 fn consumer_has_no_assignment(consumer: &BaseConsumer<InputContext>) -> bool {
-    consumer.assignment().map(|a| a.count() == 0).unwrap_or(true)
+    consumer
+        .assignment()
+        .map(|a| a.count() == 0)
+        .unwrap_or(true)
 }
 
 /// Handles what the rebalance callback recorded: new catch-up targets, dropped stores.
@@ -304,13 +323,19 @@ fn handle_pending(
             keep
         });
         for (topic, partition) in &pending.revoked {
-            targets.0.retain(|(t, p, _)| !(t == topic && p == partition));
+            targets
+                .0
+                .retain(|(t, p, _)| !(t == topic && p == partition));
         }
-        input.health.set_not_ready(Condition::Assignment, "partitions revoked; rebalancing");
+        input
+            .health
+            .set_not_ready(Condition::Assignment, "partitions revoked; rebalancing");
     }
     if !pending.assigned.is_empty() {
         for a in pending.assigned {
-            targets.0.retain(|(t, p, _)| !(*t == a.topic && *p == a.partition));
+            targets
+                .0
+                .retain(|(t, p, _)| !(*t == a.topic && *p == a.partition));
             if a.target > 0 {
                 targets.0.push((a.topic, a.partition, a.target));
             }
@@ -350,7 +375,8 @@ impl Targets {
 
     /// Records that the partition's next offset is `next`.
     fn reached(&mut self, topic: &str, partition: i32, next: i64) {
-        self.0.retain(|(t, p, target)| !(t == topic && *p == partition && next >= *target));
+        self.0
+            .retain(|(t, p, target)| !(t == topic && *p == partition && next >= *target));
     }
 }
 
@@ -362,7 +388,10 @@ fn now_ms() -> EventTime {
 }
 
 fn kind_of(topics: &[(String, InputKind)], topic: &str) -> Option<InputKind> {
-    topics.iter().find(|(name, _)| name == topic).map(|(_, kind)| *kind)
+    topics
+        .iter()
+        .find(|(name, _)| name == topic)
+        .map(|(_, kind)| *kind)
 }
 
 /// Decodes and applies one record. Returns `Some` when the partition must pause because the
@@ -380,7 +409,12 @@ fn handle_message(
         Timestamp::NotAvailable => now_ms(),
     };
     let Some(payload) = msg.payload() else {
-        dead_letter(input, msg, "malformed", "record has no value (a tombstone)".into());
+        dead_letter(
+            input,
+            msg,
+            "malformed",
+            "record has no value (a tombstone)".into(),
+        );
         return None;
     };
     let decoded = match input.decoders.decode(kind, payload) {
@@ -435,12 +469,7 @@ fn handle_message(
     None
 }
 
-fn dead_letter(
-    input: &Input,
-    msg: &BorrowedMessage<'_>,
-    reason: &'static str,
-    error: String,
-) {
+fn dead_letter(input: &Input, msg: &BorrowedMessage<'_>, reason: &'static str, error: String) {
     let timestamp = msg.timestamp().to_millis();
     input.dead_letters.send(DeadLetter {
         topic: msg.topic(),
@@ -465,14 +494,21 @@ fn pause_at(consumer: &BaseConsumer<InputContext>, b: &Blocked) {
     if let Err(err) = consumer.pause(&single(&b.topic, b.partition)) {
         tracing::warn!(error = %err, "pause failed");
     }
-    if let Err(err) =
-        consumer.seek(&b.topic, b.partition, Offset::Offset(b.offset), Duration::from_secs(1))
-    {
+    if let Err(err) = consumer.seek(
+        &b.topic,
+        b.partition,
+        Offset::Offset(b.offset),
+        Duration::from_secs(1),
+    ) {
         tracing::warn!(error = %err, "seek failed");
     }
 }
 
-fn retry_blocked(consumer: &BaseConsumer<InputContext>, input: &mut Input, blocked: &mut Vec<Blocked>) {
+fn retry_blocked(
+    consumer: &BaseConsumer<InputContext>,
+    input: &mut Input,
+    blocked: &mut Vec<Blocked>,
+) {
     let now = Instant::now();
     let mut i = 0;
     while i < blocked.len() {
@@ -537,8 +573,14 @@ struct Totals {
 impl Totals {
     fn add_deltas(&mut self, metrics: &Metrics, c: &Counters) {
         let delta = |last: &mut u64, now: u64| now.saturating_sub(std::mem::replace(last, now));
-        metrics.expired(ExpiryKind::OpenOrder, delta(&mut self.expired_open, c.expired_open_total));
-        metrics.expired(ExpiryKind::HeldTerminal, delta(&mut self.expired_held, c.expired_held_total));
+        metrics.expired(
+            ExpiryKind::OpenOrder,
+            delta(&mut self.expired_open, c.expired_open_total),
+        );
+        metrics.expired(
+            ExpiryKind::HeldTerminal,
+            delta(&mut self.expired_held, c.expired_held_total),
+        );
         let measured = delta(&mut self.measured, c.observations_measured_total);
         metrics.observations(metrics::ObservationSource::Measured, measured);
         let reported = delta(&mut self.reported, c.observations_reported_total);

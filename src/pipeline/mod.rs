@@ -31,7 +31,10 @@ pub enum Error {
     #[error("schema registry: {0}")]
     Registry(#[from] wire::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("http server: {0}")]
     Http(#[from] http::Error),
     #[error("priors: {0}")]
@@ -52,7 +55,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let listen = config.http.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| Error::Bind { addr: listen, source })?;
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
     run_with_listener(config, listener, shutdown).await
 }
 
@@ -78,7 +84,10 @@ pub async fn run_with_listener(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "http listening");
     }
-    let limits = http::HttpLimits { request_timeout: config.http.request_timeout, ..Default::default() };
+    let limits = http::HttpLimits {
+        request_timeout: config.http.request_timeout,
+        ..Default::default()
+    };
     let app = AppState::new(snapshot.clone(), health.clone(), metrics.clone()).with_limits(limits);
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(http::serve(listener, app, async move {
@@ -112,7 +121,10 @@ pub async fn run_with_listener(
             Ok(Ok(Err(_))) | Ok(Err(_)) => tracing::error!("the consumer thread panicked"),
             Err(_) => tracing::warn!("the consumer thread did not stop in time"),
         }
-        if tokio::time::timeout(SHUTDOWN_GRACE, running.emitter).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, running.emitter)
+            .await
+            .is_err()
+        {
             tracing::warn!("the emitter did not stop in time");
         }
         if let Err(err) = running.producer.flush(SHUTDOWN_GRACE) {
@@ -152,13 +164,19 @@ async fn start(
     // The output schema must be registered before anything is published; the registry may be
     // starting too, so retry with backoff (readiness says why).
     let subject = format!("{}-value", topics.wait_times);
-    let schema_id = retry("registering the WaitTimes schema", health, Condition::SchemaRegistry, || {
-        registry.register(&subject, wire::WAIT_TIMES_SCHEMA)
-    })
+    let schema_id = retry(
+        "registering the WaitTimes schema",
+        health,
+        Condition::SchemaRegistry,
+        || registry.register(&subject, wire::WAIT_TIMES_SCHEMA),
+    )
     .await;
     tracing::info!(%subject, schema_id, "output schema registered");
 
-    health.set_not_ready(Condition::Priors, format!("loading priors from {}", topics.wait_times));
+    health.set_not_ready(
+        Condition::Priors,
+        format!("loading priors from {}", topics.wait_times),
+    );
     let runtime = tokio::runtime::Handle::current();
     let priors = {
         let cfg = priors_consumer_config(config);
@@ -182,14 +200,23 @@ async fn start(
     let caught_up = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(tokio::sync::Notify::new());
-    let context = input::InputContext::new(config.replay_horizon(), health.clone(), metrics.clone());
+    let context =
+        input::InputContext::new(config.replay_horizon(), health.clone(), metrics.clone());
     let consumer: BaseConsumer<input::InputContext> =
         input_consumer_config(config).create_with_context(context)?;
-    let names = [topics.orders.as_str(), topics.completed.as_str(), topics.cancelled.as_str()];
+    let names = [
+        topics.orders.as_str(),
+        topics.completed.as_str(),
+        topics.cancelled.as_str(),
+    ];
     consumer.subscribe(&names)?;
 
-    let dead_letters =
-        dlq::DeadLetters::new(producer.clone(), topics.dead_letter.clone(), runtime.clone(), metrics.clone());
+    let dead_letters = dlq::DeadLetters::new(
+        producer.clone(),
+        topics.dead_letter.clone(),
+        runtime.clone(),
+        metrics.clone(),
+    );
     let input = input::Input {
         topics: vec![
             (topics.orders.clone(), InputKind::Orders),
@@ -231,7 +258,13 @@ async fn start(
         published: priors.values.clone(),
     };
     let emitter = tokio::spawn(emitter.run(stop_rx));
-    Ok(Running { input, emitter, producer, stop, failed })
+    Ok(Running {
+        input,
+        emitter,
+        producer,
+        stop,
+        failed,
+    })
 }
 
 /// Retries `f` with exponential backoff until it succeeds, reporting the failure in readiness.
@@ -262,7 +295,9 @@ fn registry_settings(config: &Config) -> wire::RegistrySettings {
     let sr = config.schema_registry();
     wire::RegistrySettings {
         urls: sr.urls,
-        basic_auth: sr.basic_auth.map(|a| (a.username, a.password.expose().to_string())),
+        basic_auth: sr
+            .basic_auth
+            .map(|a| (a.username, a.password.expose().to_string())),
         timeout: sr.timeout,
         ..Default::default()
     }

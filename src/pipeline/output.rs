@@ -67,7 +67,11 @@ impl Emitter {
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push((store, minutes, delivery)),
                 Err((err, _)) => {
-                    crate::metrics::EmitFailed { store_id: store, error: &err }.emit(&self.metrics);
+                    crate::metrics::EmitFailed {
+                        store_id: store,
+                        error: &err,
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }
@@ -77,9 +81,11 @@ impl Emitter {
                     self.metrics.emitted(crate::metrics::EmitOutcome::Sent);
                     self.published.insert(store, minutes);
                 }
-                Ok(Err((err, _))) => {
-                    crate::metrics::EmitFailed { store_id: store, error: &err }.emit(&self.metrics)
+                Ok(Err((err, _))) => crate::metrics::EmitFailed {
+                    store_id: store,
+                    error: &err,
                 }
+                .emit(&self.metrics),
                 Err(_) => crate::metrics::EmitFailed {
                     store_id: store,
                     error: &rdkafka::error::KafkaError::Canceled,

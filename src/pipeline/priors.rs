@@ -36,7 +36,10 @@ pub fn load(
         .collect();
     let mut priors = Priors::default();
     if partitions.is_empty() {
-        tracing::warn!(topic, "the wait-times topic does not exist (yet): no priors");
+        tracing::warn!(
+            topic,
+            "the wait-times topic does not exist (yet): no priors"
+        );
         return Ok(priors);
     }
     let mut tpl = TopicPartitionList::new();
@@ -48,7 +51,8 @@ pub fn load(
         if high > 0 {
             remaining.insert(*p, high);
         }
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(Error::Kafka)?;
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(Error::Kafka)?;
     }
     consumer.assign(&tpl).map_err(Error::Kafka)?;
     let mut decoders = Decoders::new();
@@ -67,10 +71,15 @@ pub fn load(
             }
             Some(Err(err)) => return Err(Error::Kafka(err)),
             Some(Ok(msg)) => {
-                if remaining.get(&msg.partition()).is_some_and(|end| msg.offset() + 1 >= *end) {
+                if remaining
+                    .get(&msg.partition())
+                    .is_some_and(|end| msg.offset() + 1 >= *end)
+                {
                     remaining.remove(&msg.partition());
                 }
-                let Some(payload) = msg.payload() else { continue };
+                let Some(payload) = msg.payload() else {
+                    continue;
+                };
                 let decoded = match decoders.decode_wait_times(payload) {
                     Err(DecodeError::UnknownSchemaId(id)) => {
                         match runtime.block_on(registry.schema_by_id(id)) {
@@ -99,7 +108,12 @@ pub fn load(
             }
         }
     }
-    tracing::info!(topic, stores = priors.values.len(), skipped = priors.skipped, "priors loaded");
+    tracing::info!(
+        topic,
+        stores = priors.values.len(),
+        skipped = priors.skipped,
+        "priors loaded"
+    );
     Ok(priors)
 }
 

@@ -63,7 +63,10 @@ pub enum Problem {
     #[error("null, but the reader field is not optional")]
     NullNotAllowed,
     #[error("union branch {index} holds a {writer_type}, which cannot be read as an integer")]
-    UnreadableBranch { index: u32, writer_type: &'static str },
+    UnreadableBranch {
+        index: u32,
+        writer_type: &'static str,
+    },
 }
 
 /// Why a value could not be decoded.
@@ -75,15 +78,30 @@ pub enum Problem {
 pub enum DecodeError {
     #[error(transparent)]
     Framing(#[from] FramingError),
-    #[error("schema id {0} is not known to the decoder yet (fetch it from the schema registry and learn it)")]
+    #[error(
+        "schema id {0} is not known to the decoder yet (fetch it from the schema registry and learn it)"
+    )]
     UnknownSchemaId(u32),
     #[error("schema id {schema_id} cannot be used: {reason}")]
     SchemaUnavailable { schema_id: u32, reason: Arc<str> },
     #[error("schema id {schema_id} is not compatible with the reader schema {reader}: {reason}")]
-    Incompatible { schema_id: u32, reader: &'static str, reason: Arc<str> },
-    #[error("malformed Avro body (schema id {schema_id}), field {field} starting at byte {offset} of the body: {problem}")]
-    Malformed { schema_id: u32, field: Arc<str>, offset: usize, problem: Problem },
-    #[error("malformed Avro body (schema id {schema_id}): {count} trailing byte(s) after the end of the record")]
+    Incompatible {
+        schema_id: u32,
+        reader: &'static str,
+        reason: Arc<str>,
+    },
+    #[error(
+        "malformed Avro body (schema id {schema_id}), field {field} starting at byte {offset} of the body: {problem}"
+    )]
+    Malformed {
+        schema_id: u32,
+        field: Arc<str>,
+        offset: usize,
+        problem: Problem,
+    },
+    #[error(
+        "malformed Avro body (schema id {schema_id}): {count} trailing byte(s) after the end of the record"
+    )]
     TrailingBytes { schema_id: u32, count: usize },
     #[error("{0}")]
     Invalid(String),
@@ -154,7 +172,12 @@ type Slots = [Option<i64>; MAX_SLOTS];
 impl Reader {
     fn parse(name: &'static str, text: &str) -> Result<Reader, String> {
         let g = Graph::parse(text)?;
-        let Node::Record { name: full, aliases, fields } = g.node(g.root) else {
+        let Node::Record {
+            name: full,
+            aliases,
+            fields,
+        } = g.node(g.root)
+        else {
             return Err("a reader schema must be a record".into());
         };
         if simple_name(full) != name {
@@ -178,27 +201,55 @@ impl Reader {
                         (_, Node::Null) => int_or_long(a),
                         _ => None,
                     };
-                    long.map(|long| ReaderTy { nullable: true, long })
+                    long.map(|long| ReaderTy {
+                        nullable: true,
+                        long,
+                    })
                 }
-                _ => int_or_long(f.ty).map(|long| ReaderTy { nullable: false, long }),
+                _ => int_or_long(f.ty).map(|long| ReaderTy {
+                    nullable: false,
+                    long,
+                }),
             }
-            .ok_or_else(|| format!("reader field {} must be int, long, or a union of null and one of them", f.name))?;
+            .ok_or_else(|| {
+                format!(
+                    "reader field {} must be int, long, or a union of null and one of them",
+                    f.name
+                )
+            })?;
             let default = match &f.default {
                 None => None,
                 Some(serde_json::Value::Null) if ty.nullable => Some(None),
                 Some(v) => match v.as_i64() {
                     Some(n) => Some(Some(n)),
-                    None => return Err(format!("reader field {} has an unusable default {v}", f.name)),
+                    None => {
+                        return Err(format!(
+                            "reader field {} has an unusable default {v}",
+                            f.name
+                        ));
+                    }
                 },
             };
-            out.push(ReaderField { name: f.name.clone(), aliases: f.aliases.clone(), ty, default });
+            out.push(ReaderField {
+                name: f.name.clone(),
+                aliases: f.aliases.clone(),
+                ty,
+                default,
+            });
         }
-        Ok(Reader { name, aliases: aliases.iter().map(|a| simple_name(a).to_string()).collect(), fields: out })
+        Ok(Reader {
+            name,
+            aliases: aliases.iter().map(|a| simple_name(a).to_string()).collect(),
+            fields: out,
+        })
     }
 
     #[cfg(test)]
     fn field_index(&self, name: &str) -> usize {
-        self.fields.iter().position(|f| f.name == name).unwrap_or(usize::MAX)
+        self.fields
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -230,8 +281,14 @@ static READERS: LazyLock<[Reader; READER_COUNT]> = LazyLock::new(|| {
     };
     [
         parse("pizza_orders", super::READER_PIZZA_ORDERS),
-        parse("pizza_orders_completed", super::READER_PIZZA_ORDERS_COMPLETED),
-        parse("pizza_orders_cancelled", super::READER_PIZZA_ORDERS_CANCELLED),
+        parse(
+            "pizza_orders_completed",
+            super::READER_PIZZA_ORDERS_COMPLETED,
+        ),
+        parse(
+            "pizza_orders_cancelled",
+            super::READER_PIZZA_ORDERS_CANCELLED,
+        ),
         parse("WaitTimes", super::WAIT_TIMES_SCHEMA),
     ]
 });
@@ -261,7 +318,10 @@ enum Op {
     /// Writer `null` into a nullable slot: no bytes.
     SetNone(u8),
     /// Writer union into a slot.
-    Union { slot: u8, branches: Box<[Branch]> },
+    Union {
+        slot: u8,
+        branches: Box<[Branch]>,
+    },
     SkipInt,
     SkipLong,
     SkipBytes,
@@ -294,7 +354,12 @@ impl Plan {
     /// Compiles the resolution of `writer` against `reader`, or says why they are incompatible.
     pub(crate) fn compile(reader: &Reader, writer: &Arc<Graph>) -> Result<Plan, String> {
         let g: &Graph = writer;
-        let Node::Record { name: wname, fields: wfields, .. } = g.node(g.root) else {
+        let Node::Record {
+            name: wname,
+            fields: wfields,
+            ..
+        } = g.node(g.root)
+        else {
             return Err(format!(
                 "the writer schema is a {}, not a record",
                 g.node(g.root).type_name()
@@ -302,7 +367,10 @@ impl Plan {
         };
         let wsimple = simple_name(wname);
         if wsimple != reader.name && !reader.aliases.iter().any(|a| a == wsimple) {
-            return Err(format!("the writer's record is named {wname}, the reader expects {}", reader.name));
+            return Err(format!(
+                "the writer's record is named {wname}, the reader expects {}",
+                reader.name
+            ));
         }
         // writer field index -> reader slot
         let mut target: Vec<Option<u8>> = vec![None; wfields.len()];
@@ -315,7 +383,10 @@ impl Plan {
             match (found, rf.default) {
                 (Some(w), _) => {
                     if target[w].is_some() {
-                        return Err(format!("writer field {} matches two reader fields", wfields[w].name));
+                        return Err(format!(
+                            "writer field {} matches two reader fields",
+                            wfields[w].name
+                        ));
                     }
                     target[w] = Some(slot as u8);
                 }
@@ -345,21 +416,28 @@ impl Plan {
                     };
                     match node {
                         Node::Union { branches } => {
-                            let branches: Box<[Branch]> =
-                                branches.iter().map(|b| branch_for(g.node(*b), rf.ty)).collect();
+                            let branches: Box<[Branch]> = branches
+                                .iter()
+                                .map(|b| branch_for(g.node(*b), rf.ty))
+                                .collect();
                             if !branches
                                 .iter()
                                 .any(|b| matches!(b, Branch::Int | Branch::Long | Branch::SetNone))
                             {
                                 return Err(incompatible());
                             }
-                            Op::Union { slot: *slot, branches }
+                            Op::Union {
+                                slot: *slot,
+                                branches,
+                            }
                         }
                         other => match branch_for(other, rf.ty) {
                             Branch::Int => Op::Int(*slot),
                             Branch::Long => Op::Long(*slot),
                             Branch::SetNone => Op::SetNone(*slot),
-                            Branch::NullNotAllowed | Branch::Unreadable(_) => return Err(incompatible()),
+                            Branch::NullNotAllowed | Branch::Unreadable(_) => {
+                                return Err(incompatible());
+                            }
                         },
                     }
                 }
@@ -375,7 +453,12 @@ impl Plan {
             ops.push(op);
             names.push(Arc::from(wf.name.as_str()));
         }
-        Ok(Plan { ops: ops.into(), fields: names.into(), init, graph: writer.clone() })
+        Ok(Plan {
+            ops: ops.into(),
+            fields: names.into(),
+            init,
+            graph: writer.clone(),
+        })
     }
 
     /// Decodes one body into the reader's slots.
@@ -395,21 +478,30 @@ impl Plan {
                     slots[*s as usize] = None;
                     Ok(())
                 }
-                Op::Union { slot, branches } => c.union(branches).map(|v| slots[*slot as usize] = v),
+                Op::Union { slot, branches } => {
+                    c.union(branches).map(|v| slots[*slot as usize] = v)
+                }
                 Op::SkipLong => c.long().map(drop),
                 Op::SkipFixed(n) => c.take(*n),
             };
             if let Err(problem) = r {
                 return Err(DecodeError::Malformed {
                     schema_id,
-                    field: self.fields.get(i).cloned().unwrap_or_else(|| Arc::from("?")),
+                    field: self
+                        .fields
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from("?")),
                     offset: start,
                     problem,
                 });
             }
         }
         if c.pos != body.len() {
-            return Err(DecodeError::TrailingBytes { schema_id, count: body.len() - c.pos });
+            return Err(DecodeError::TrailingBytes {
+                schema_id,
+                count: body.len() - c.pos,
+            });
         }
         Ok(slots)
     }
@@ -499,7 +591,10 @@ impl Cursor<'_> {
         }
         let remaining = self.remaining();
         if n as u64 > remaining as u64 {
-            return Err(Problem::LengthExceedsInput { len: n as u64, remaining });
+            return Err(Problem::LengthExceedsInput {
+                len: n as u64,
+                remaining,
+            });
         }
         self.pos += n as usize;
         Ok(())
@@ -517,15 +612,19 @@ impl Cursor<'_> {
         let branch = usize::try_from(index)
             .ok()
             .and_then(|i| branches.get(i))
-            .ok_or(Problem::BadUnionIndex { index, branches: branches.len() })?;
+            .ok_or(Problem::BadUnionIndex {
+                index,
+                branches: branches.len(),
+            })?;
         match *branch {
             Branch::Int => self.int().map(|v| Some(i64::from(v))),
             Branch::Long => self.long().map(Some),
             Branch::SetNone => Ok(None),
             Branch::NullNotAllowed => Err(Problem::NullNotAllowed),
-            Branch::Unreadable(writer_type) => {
-                Err(Problem::UnreadableBranch { index: index as u32, writer_type })
-            }
+            Branch::Unreadable(writer_type) => Err(Problem::UnreadableBranch {
+                index: index as u32,
+                writer_type,
+            }),
         }
     }
 
@@ -550,7 +649,10 @@ impl Cursor<'_> {
             Node::Enum { symbols } => {
                 let index = self.long()?;
                 if index < 0 || index >= i64::from(*symbols) {
-                    return Err(Problem::BadEnumIndex { index, symbols: *symbols });
+                    return Err(Problem::BadEnumIndex {
+                        index,
+                        symbols: *symbols,
+                    });
                 }
                 Ok(())
             }
@@ -564,7 +666,10 @@ impl Cursor<'_> {
                 let branch = usize::try_from(index)
                     .ok()
                     .and_then(|i| branches.get(i))
-                    .ok_or(Problem::BadUnionIndex { index, branches: branches.len() })?;
+                    .ok_or(Problem::BadUnionIndex {
+                        index,
+                        branches: branches.len(),
+                    })?;
                 self.skip(g, *branch, depth + 1)
             }
             Node::Record { fields, .. } => {
@@ -581,7 +686,13 @@ impl Cursor<'_> {
 
     /// Skips an array or a map: blocks of items (map entries: a string key and a value) until a
     /// zero count.
-    fn skip_blocks(&mut self, g: &Graph, is_map: bool, item: NodeId, depth: u32) -> Result<(), Problem> {
+    fn skip_blocks(
+        &mut self,
+        g: &Graph,
+        is_map: bool,
+        item: NodeId,
+        depth: u32,
+    ) -> Result<(), Problem> {
         if depth >= MAX_DEPTH {
             return Err(Problem::TooDeep);
         }
@@ -680,9 +791,8 @@ impl Decoders {
                 return;
             }
         }
-        let plans: [Result<Plan, Arc<str>>; READER_COUNT] = std::array::from_fn(|r| {
-            Plan::compile(&READERS[r], &schema.graph).map_err(Arc::from)
-        });
+        let plans: [Result<Plan, Arc<str>>; READER_COUNT] =
+            std::array::from_fn(|r| Plan::compile(&READERS[r], &schema.graph).map_err(Arc::from));
         self.insert(schema_id, Entry::Known(Box::new(plans)));
     }
 
@@ -711,19 +821,27 @@ impl Decoders {
         let index = if hot_id == schema_id {
             hot_index
         } else {
-            let i = *self.index.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+            let i = *self
+                .index
+                .get(&schema_id)
+                .ok_or(DecodeError::UnknownSchemaId(schema_id))?;
             self.hot[reader].set((schema_id, i));
             i
         };
         match self.entries.get(index).map(|e| &e.1) {
-            Some(Entry::Known(plans)) => plans[reader].as_ref().map_err(|reason| DecodeError::Incompatible {
+            Some(Entry::Known(plans)) => {
+                plans[reader]
+                    .as_ref()
+                    .map_err(|reason| DecodeError::Incompatible {
+                        schema_id,
+                        reader: READERS[reader].name,
+                        reason: reason.clone(),
+                    })
+            }
+            Some(Entry::Missing(reason)) => Err(DecodeError::SchemaUnavailable {
                 schema_id,
-                reader: READERS[reader].name,
                 reason: reason.clone(),
             }),
-            Some(Entry::Missing(reason)) => {
-                Err(DecodeError::SchemaUnavailable { schema_id, reason: reason.clone() })
-            }
             None => Err(DecodeError::UnknownSchemaId(schema_id)),
         }
     }
@@ -731,7 +849,8 @@ impl Decoders {
     #[inline]
     fn slots(&self, reader: usize, payload: &[u8]) -> Result<Slots, DecodeError> {
         let framed = framing::parse(payload)?;
-        self.plan(reader, framed.schema_id)?.run(framed.schema_id, framed.body)
+        self.plan(reader, framed.schema_id)?
+            .run(framed.schema_id, framed.body)
     }
 
     /// Decodes a Confluent-framed value of the topic of `kind`.
@@ -741,8 +860,14 @@ impl Decoders {
         let store_id = store_id(&slots)?;
         let store_order_id = int_field(&slots, STORE_ORDER_ID, "store_order_id")?;
         Ok(match kind {
-            InputKind::Orders => OrderEvent::Placed(OrderPlaced { store_id, store_order_id }),
-            InputKind::Cancelled => OrderEvent::Cancelled(OrderCancelled { store_id, store_order_id }),
+            InputKind::Orders => OrderEvent::Placed(OrderPlaced {
+                store_id,
+                store_order_id,
+            }),
+            InputKind::Cancelled => OrderEvent::Cancelled(OrderCancelled {
+                store_id,
+                store_order_id,
+            }),
             InputKind::Completed => OrderEvent::Completed(OrderCompleted {
                 store_id,
                 store_order_id,
@@ -764,7 +889,9 @@ impl Decoders {
         let store_id = store_id(&slots)?;
         let wait_time = int_field(&slots, WAIT_TIME, "wait_time")?;
         if wait_time < 0 {
-            return Err(DecodeError::Invalid(format!("wait_time must not be negative, got {wait_time}")));
+            return Err(DecodeError::Invalid(format!(
+                "wait_time must not be negative, got {wait_time}"
+            )));
         }
         Ok((store_id, wait_time))
     }
@@ -783,7 +910,9 @@ fn int_field(slots: &Slots, slot: usize, name: &str) -> Result<i32, DecodeError>
 fn store_id(slots: &Slots) -> Result<StoreId, DecodeError> {
     let v = int_field(slots, STORE_ID, "store_id")?;
     if v <= 0 {
-        return Err(DecodeError::Invalid(format!("store_id must be positive, got {v}")));
+        return Err(DecodeError::Invalid(format!(
+            "store_id must be positive, got {v}"
+        )));
     }
     Ok(v)
 }
@@ -795,7 +924,9 @@ fn duration(slots: &Slots, slot: usize, name: &str) -> Result<Option<i32>, Decod
         Some(_) => {
             let v = int_field(slots, slot, name)?;
             if v < 0 {
-                return Err(DecodeError::Invalid(format!("{name} must not be negative, got {v}")));
+                return Err(DecodeError::Invalid(format!(
+                    "{name} must not be negative, got {v}"
+                )));
             }
             Ok(Some(v))
         }

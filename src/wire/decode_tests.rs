@@ -8,12 +8,14 @@ use apache_avro::{Decimal, Schema};
 use serde_json::json;
 
 use super::*;
-use crate::wire::encode::{OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord, put_long};
+use crate::wire::encode::{
+    OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord, put_long,
+};
 use crate::wire::framing::write_header;
 use crate::wire::{
     READER_PIZZA_ORDERS, READER_PIZZA_ORDERS_CANCELLED, READER_PIZZA_ORDERS_COMPLETED,
-    UPSTREAM_PIZZA_ORDERS, UPSTREAM_PIZZA_ORDERS_CANCELLED, UPSTREAM_PIZZA_ORDERS_COMPLETED, WAIT_TIMES_SCHEMA,
-    encode_wait_times,
+    UPSTREAM_PIZZA_ORDERS, UPSTREAM_PIZZA_ORDERS_CANCELLED, UPSTREAM_PIZZA_ORDERS_COMPLETED,
+    WAIT_TIMES_SCHEMA, encode_wait_times,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -41,11 +43,21 @@ fn framed(id: u32, body: &[u8]) -> Vec<u8> {
 /// Encodes a record with apache-avro (which validates it against the schema first).
 fn avro(schema: &str, fields: Vec<(&str, Value)>) -> Vec<u8> {
     let schema = Schema::parse_str(schema).unwrap();
-    let record = Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let record = Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    );
     apache_avro::to_avro_datum(&schema, record).unwrap()
 }
 
-fn completed(store_id: i32, store_order_id: i32, rack: Option<i32>, delivery: Option<i32>) -> OrderEvent {
+fn completed(
+    store_id: i32,
+    store_order_id: i32,
+    rack: Option<i32>,
+    delivery: Option<i32>,
+) -> OrderEvent {
     OrderEvent::Completed(OrderCompleted {
         store_id,
         store_order_id,
@@ -54,7 +66,12 @@ fn completed(store_id: i32, store_order_id: i32, rack: Option<i32>, delivery: Op
     })
 }
 
-fn upstream_completed_body(store_id: i32, store_order_id: i32, rack: i32, delivery: i32) -> Vec<u8> {
+fn upstream_completed_body(
+    store_id: i32,
+    store_order_id: i32,
+    rack: i32,
+    delivery: i32,
+) -> Vec<u8> {
     avro(
         UPSTREAM_PIZZA_ORDERS_COMPLETED,
         vec![
@@ -96,19 +113,36 @@ fn reader_slots_match_the_embedded_schemas() {
         assert_eq!(READERS[r].field_index("store_id"), STORE_ID);
         assert_eq!(READERS[r].field_index("store_order_id"), STORE_ORDER_ID);
     }
-    assert_eq!(READERS[COMPLETED].field_index("rack_time_secs"), RACK_TIME_SECS);
-    assert_eq!(READERS[COMPLETED].field_index("order_delivery_time_secs"), ORDER_DELIVERY_TIME_SECS);
+    assert_eq!(
+        READERS[COMPLETED].field_index("rack_time_secs"),
+        RACK_TIME_SECS
+    );
+    assert_eq!(
+        READERS[COMPLETED].field_index("order_delivery_time_secs"),
+        ORDER_DELIVERY_TIME_SECS
+    );
     assert_eq!(READERS[WAIT_TIMES].field_index("store_id"), STORE_ID);
     assert_eq!(READERS[WAIT_TIMES].field_index("wait_time"), WAIT_TIME);
     // and apache-avro accepts every one of them
-    for text in [READER_PIZZA_ORDERS, READER_PIZZA_ORDERS_COMPLETED, READER_PIZZA_ORDERS_CANCELLED, WAIT_TIMES_SCHEMA] {
+    for text in [
+        READER_PIZZA_ORDERS,
+        READER_PIZZA_ORDERS_COMPLETED,
+        READER_PIZZA_ORDERS_CANCELLED,
+        WAIT_TIMES_SCHEMA,
+    ] {
         Schema::parse_str(text).unwrap();
     }
     assert_eq!(
         READERS[COMPLETED].fields[RACK_TIME_SECS].ty,
-        ReaderTy { nullable: true, long: false }
+        ReaderTy {
+            nullable: true,
+            long: false
+        }
     );
-    assert_eq!(READERS[COMPLETED].fields[RACK_TIME_SECS].default, Some(None));
+    assert_eq!(
+        READERS[COMPLETED].fields[RACK_TIME_SECS].default,
+        Some(None)
+    );
 }
 
 #[test]
@@ -139,7 +173,10 @@ fn upstream_orders_decode_exactly() {
             ("category".into(), Value::String(category.into())),
             ("quantity".into(), Value::Int(quantity)),
             ("unit_price".into(), Value::Double(unit_price)),
-            ("net_price".into(), Value::Double(unit_price * f64::from(quantity))),
+            (
+                "net_price".into(),
+                Value::Double(unit_price * f64::from(quantity)),
+            ),
         ])
     };
     let body = avro(
@@ -152,14 +189,21 @@ fn upstream_orders_decode_exactly() {
             ("status", Value::String("accepted".into())),
             (
                 "order_lines",
-                Value::Array(vec![line(66, "calzone", 4, 18.78), line(71, "salad", 4, 4.9), line(8, "dessert", 3, 23.33)]),
+                Value::Array(vec![
+                    line(66, "calzone", 4, 18.78),
+                    line(71, "salad", 4, 4.9),
+                    line(8, "dessert", 3, 23.33),
+                ]),
             ),
         ],
     );
     let d = decoders(&[(3, UPSTREAM_PIZZA_ORDERS)]);
     assert_eq!(
         d.decode(InputKind::Orders, &framed(3, &body)),
-        Ok(OrderEvent::Placed(OrderPlaced { store_id: 9, store_order_id: 123_456 }))
+        Ok(OrderEvent::Placed(OrderPlaced {
+            store_id: 9,
+            store_order_id: 123_456
+        }))
     );
 }
 
@@ -167,7 +211,10 @@ fn upstream_orders_decode_exactly() {
 fn upstream_completed_decode_exactly() {
     let d = decoders(&[(4, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
     let body = upstream_completed_body(1, 1000, 229, 1100);
-    assert_eq!(d.decode(InputKind::Completed, &framed(4, &body)), Ok(completed(1, 1000, Some(229), Some(1100))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(4, &body)),
+        Ok(completed(1, 1000, Some(229), Some(1100)))
+    );
     let body = upstream_completed_body(i32::MAX, i32::MIN, 0, i32::MAX);
     assert_eq!(
         d.decode(InputKind::Completed, &framed(4, &body)),
@@ -189,7 +236,10 @@ fn upstream_cancelled_decode_exactly() {
     let d = decoders(&[(5, UPSTREAM_PIZZA_ORDERS_CANCELLED)]);
     assert_eq!(
         d.decode(InputKind::Cancelled, &framed(5, &body)),
-        Ok(OrderEvent::Cancelled(OrderCancelled { store_id: 5, store_order_id: 1001 }))
+        Ok(OrderEvent::Cancelled(OrderCancelled {
+            store_id: 5,
+            store_order_id: 1001
+        }))
     );
 }
 
@@ -200,7 +250,13 @@ fn our_encoders_decode_exactly() {
         (2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
         (3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
     ]);
-    let lines = [OrderLine { product_id: 1, category: "pizza", quantity: 2, unit_price: 1.5, net_price: 3.0 }; 4];
+    let lines = [OrderLine {
+        product_id: 1,
+        category: "pizza",
+        quantity: 2,
+        unit_price: 1.5,
+        net_price: 3.0,
+    }; 4];
     let mut buf = Vec::new();
     for n in 0..=4 {
         buf.clear();
@@ -215,7 +271,10 @@ fn our_encoders_decode_exactly() {
         order.write_framed(1, &mut buf);
         assert_eq!(
             d.decode(InputKind::Orders, &buf),
-            Ok(OrderEvent::Placed(OrderPlaced { store_id: 2, store_order_id: 1000 + n as i32 }))
+            Ok(OrderEvent::Placed(OrderPlaced {
+                store_id: 2,
+                store_order_id: 1000 + n as i32
+            }))
         );
     }
     buf.clear();
@@ -228,12 +287,24 @@ fn our_encoders_decode_exactly() {
         order_delivery_time_secs: 1500,
     }
     .write_framed(2, &mut buf);
-    assert_eq!(d.decode(InputKind::Completed, &buf), Ok(completed(8, 2002, Some(150), Some(1500))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &buf),
+        Ok(completed(8, 2002, Some(150), Some(1500)))
+    );
     buf.clear();
-    PizzaOrderCancelled { store_id: 4, store_order_id: 2003, date: 18_300, status: "cancelled" }.write_framed(3, &mut buf);
+    PizzaOrderCancelled {
+        store_id: 4,
+        store_order_id: 2003,
+        date: 18_300,
+        status: "cancelled",
+    }
+    .write_framed(3, &mut buf);
     assert_eq!(
         d.decode(InputKind::Cancelled, &buf),
-        Ok(OrderEvent::Cancelled(OrderCancelled { store_id: 4, store_order_id: 2003 }))
+        Ok(OrderEvent::Cancelled(OrderCancelled {
+            store_id: 4,
+            store_order_id: 2003
+        }))
     );
 }
 
@@ -281,7 +352,14 @@ fn every_type_record(store_id: i32, order: i32, rack: i32, delivery: Option<i32>
         Value::Record(vec![
             ("p".into(), Value::Int(p)),
             ("c".into(), Value::String(format!("cat-{p}-é€"))),
-            ("q".into(), if p % 2 == 0 { Value::Union(0, Box::new(Value::Null)) } else { Value::Union(1, Box::new(Value::Double(0.5))) }),
+            (
+                "q".into(),
+                if p % 2 == 0 {
+                    Value::Union(0, Box::new(Value::Null))
+                } else {
+                    Value::Union(1, Box::new(Value::Double(0.5)))
+                },
+            ),
         ])
     };
     let outer = || {
@@ -289,7 +367,13 @@ fn every_type_record(store_id: i32, order: i32, rack: i32, delivery: Option<i32>
             (
                 "inner".into(),
                 Value::Record(vec![
-                    ("m".into(), Value::Map(HashMap::from([("k1".into(), Value::Fixed(4, vec![1, 2, 3, 4])), ("k2".into(), Value::Fixed(4, vec![0; 4]))]))),
+                    (
+                        "m".into(),
+                        Value::Map(HashMap::from([
+                            ("k1".into(), Value::Fixed(4, vec![1, 2, 3, 4])),
+                            ("k2".into(), Value::Fixed(4, vec![0; 4])),
+                        ])),
+                    ),
                     ("e".into(), Value::Enum(2, "L".into())),
                 ]),
             ),
@@ -310,7 +394,16 @@ fn every_type_record(store_id: i32, order: i32, rack: i32, delivery: Option<i32>
             ("x_fixed", Value::Fixed(4, vec![9, 9, 9, 9])),
             ("x_enum", Value::Enum(1, "M".into())),
             ("x_lines", Value::Array((0..5).map(line).collect())),
-            ("x_map", Value::Map(HashMap::from([("a".into(), Value::Array(vec![Value::Long(1), Value::Long(i64::MIN)])), ("b".into(), Value::Array(vec![]))]))),
+            (
+                "x_map",
+                Value::Map(HashMap::from([
+                    (
+                        "a".into(),
+                        Value::Array(vec![Value::Long(1), Value::Long(i64::MIN)]),
+                    ),
+                    ("b".into(), Value::Array(vec![])),
+                ])),
+            ),
             ("x_union", Value::Union(2, Box::new(line(3)))),
             ("x_nested", outer()),
             ("store_order_id", Value::Int(order)),
@@ -320,9 +413,20 @@ fn every_type_record(store_id: i32, order: i32, rack: i32, delivery: Option<i32>
             ("x_ts_millis", Value::TimestampMillis(1_700_000_000_000)),
             ("x_ts_micros", Value::TimestampMicros(1_700_000_000_000_000)),
             ("x_local_ts", Value::LocalTimestampMillis(1_700_000_000_000)),
-            ("x_decimal_bytes", Value::Decimal(Decimal::from(vec![0x01, 0xe2, 0x40]))),
-            ("x_decimal_fixed", Value::Decimal(Decimal::from(vec![0xff, 0x00]))),
-            ("x_uuid", Value::Uuid(apache_avro::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef))),
+            (
+                "x_decimal_bytes",
+                Value::Decimal(Decimal::from(vec![0x01, 0xe2, 0x40])),
+            ),
+            (
+                "x_decimal_fixed",
+                Value::Decimal(Decimal::from(vec![0xff, 0x00])),
+            ),
+            (
+                "x_uuid",
+                Value::Uuid(apache_avro::Uuid::from_u128(
+                    0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+                )),
+            ),
             (
                 "x_duration",
                 Value::Duration(apache_avro::Duration::new(
@@ -332,13 +436,22 @@ fn every_type_record(store_id: i32, order: i32, rack: i32, delivery: Option<i32>
                 )),
             ),
             ("rack_time_secs", Value::Int(rack)),
-            ("order_delivery_time_secs", match delivery { Some(v) => Value::Union(1, Box::new(Value::Int(v))), None => Value::Union(0, Box::new(Value::Null)) }),
+            (
+                "order_delivery_time_secs",
+                match delivery {
+                    Some(v) => Value::Union(1, Box::new(Value::Int(v))),
+                    None => Value::Union(0, Box::new(Value::Null)),
+                },
+            ),
             (
                 "x_last",
-                Value::Union(1, Box::new(Value::Array(vec![Value::Map(HashMap::from([
-                    ("x".into(), Value::Union(1, Box::new(outer()))),
-                    ("y".into(), Value::Union(0, Box::new(Value::Null))),
-                ]))]))),
+                Value::Union(
+                    1,
+                    Box::new(Value::Array(vec![Value::Map(HashMap::from([
+                        ("x".into(), Value::Union(1, Box::new(outer()))),
+                        ("y".into(), Value::Union(0, Box::new(Value::Null))),
+                    ]))])),
+                ),
             ),
         ],
     )
@@ -349,13 +462,32 @@ fn extra_fields_of_every_type_are_skipped() {
     let d = decoders(&[(10, EVERY_TYPE)]);
     let body = every_type_record(6, 4242, 180, Some(1200));
     let payload = framed(10, &body);
-    assert_eq!(d.decode(InputKind::Completed, &payload), Ok(completed(6, 4242, Some(180), Some(1200))));
-    assert_eq!(reference(COMPLETED, &writer(10, EVERY_TYPE), &body), Ok(completed(6, 4242, Some(180), Some(1200))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &payload),
+        Ok(completed(6, 4242, Some(180), Some(1200)))
+    );
+    assert_eq!(
+        reference(COMPLETED, &writer(10, EVERY_TYPE), &body),
+        Ok(completed(6, 4242, Some(180), Some(1200)))
+    );
     let body = every_type_record(6, 4243, 0, None);
-    assert_eq!(d.decode(InputKind::Completed, &framed(10, &body)), Ok(completed(6, 4243, Some(0), None)));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(10, &body)),
+        Ok(completed(6, 4243, Some(0), None))
+    );
     // a schema with this record name is incompatible with the other readers
     let err = d.decode(InputKind::Orders, &payload).unwrap_err();
-    assert!(matches!(err, DecodeError::Incompatible { schema_id: 10, reader: "pizza_orders", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::Incompatible {
+                schema_id: 10,
+                reader: "pizza_orders",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -365,7 +497,22 @@ fn every_truncation_of_every_type_fails_cleanly() {
     for len in 0..payload.len() {
         let err = d.decode(InputKind::Completed, &payload[..len]).unwrap_err();
         if len >= 5 {
-            assert!(matches!(err, DecodeError::Malformed { problem: Problem::Truncated, .. } | DecodeError::Malformed { problem: Problem::LengthExceedsInput { .. }, .. } | DecodeError::Malformed { problem: Problem::ItemsExceedInput { .. }, .. }), "at {len}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    DecodeError::Malformed {
+                        problem: Problem::Truncated,
+                        ..
+                    } | DecodeError::Malformed {
+                        problem: Problem::LengthExceedsInput { .. },
+                        ..
+                    } | DecodeError::Malformed {
+                        problem: Problem::ItemsExceedInput { .. },
+                        ..
+                    }
+                ),
+                "at {len}: {err:?}"
+            );
         } else {
             assert!(matches!(err, DecodeError::Framing(_)), "at {len}: {err:?}");
         }
@@ -375,17 +522,28 @@ fn every_truncation_of_every_type_fails_cleanly() {
 #[test]
 fn fixed_uuid_is_skipped_as_sixteen_raw_bytes() {
     // apache-avro 0.21 maps this to Schema::Uuid and would read a length prefix; the wire has none
-    let text = completed_with(r#"{"name":"u","type":{"type":"fixed","name":"U","size":16,"logicalType":"uuid"}},"#, "");
+    let text = completed_with(
+        r#"{"name":"u","type":{"type":"fixed","name":"U","size":16,"logicalType":"uuid"}},"#,
+        "",
+    );
     let d = decoders(&[(11, &text)]);
     let mut body = vec![0x55; 16];
     put_long(&mut body, 3);
     put_long(&mut body, 1001);
-    assert_eq!(d.decode(InputKind::Completed, &framed(11, &body)), Ok(completed(3, 1001, None, None)));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(11, &body)),
+        Ok(completed(3, 1001, None, None))
+    );
 }
 
 #[test]
 fn a_writer_without_the_durations_gives_none() {
-    let d = decoders(&[(12, UPSTREAM_PIZZA_ORDERS_CANCELLED.replace("pizza_orders_cancelled", "pizza_orders_completed").as_str())]);
+    let d = decoders(&[(
+        12,
+        UPSTREAM_PIZZA_ORDERS_CANCELLED
+            .replace("pizza_orders_cancelled", "pizza_orders_completed")
+            .as_str(),
+    )]);
     let body = avro(
         UPSTREAM_PIZZA_ORDERS_CANCELLED,
         vec![
@@ -395,7 +553,10 @@ fn a_writer_without_the_durations_gives_none() {
             ("status", Value::String("completed".into())),
         ],
     );
-    assert_eq!(d.decode(InputKind::Completed, &framed(12, &body)), Ok(completed(2, 77, None, None)));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(12, &body)),
+        Ok(completed(2, 77, None, None))
+    );
 }
 
 #[test]
@@ -403,7 +564,9 @@ fn a_writer_without_store_id_is_incompatible() {
     let text = r#"{"type":"record","name":"pizza_orders_completed","namespace":"pizza_orders","fields":[
         {"name":"store_order_id","type":"int"},{"name":"rack_time_secs","type":"int"}]}"#;
     let d = decoders(&[(13, text)]);
-    let err = d.decode(InputKind::Completed, &framed(13, &[2, 4])).unwrap_err();
+    let err = d
+        .decode(InputKind::Completed, &framed(13, &[2, 4]))
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "schema id 13 is not compatible with the reader schema pizza_orders_completed: missing field store_id (the writer schema has no such field and the reader has no default)"
@@ -413,18 +576,32 @@ fn a_writer_without_store_id_is_incompatible() {
 
 #[test]
 fn another_topics_schema_is_incompatible() {
-    let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS), (2, UPSTREAM_PIZZA_ORDERS_COMPLETED), (3, UPSTREAM_PIZZA_ORDERS_CANCELLED)]);
+    let d = decoders(&[
+        (1, UPSTREAM_PIZZA_ORDERS),
+        (2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        (3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
+    ]);
     let body = upstream_completed_body(1, 2, 3, 4);
     for kind in [InputKind::Orders, InputKind::Cancelled] {
         let err = d.decode(kind, &framed(2, &body)).unwrap_err();
         assert!(
-            err.to_string().contains("the writer's record is named pizza_orders.pizza_orders_completed"),
+            err.to_string()
+                .contains("the writer's record is named pizza_orders.pizza_orders_completed"),
             "{err}"
         );
     }
     // the WaitTimes reader does not take input records either
     let err = d.decode_wait_times(&framed(2, &body)).unwrap_err();
-    assert!(matches!(err, DecodeError::Incompatible { reader: "WaitTimes", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::Incompatible {
+                reader: "WaitTimes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -435,8 +612,11 @@ fn a_reader_alias_admits_another_record_name() {
             {"name":"store_id","type":"int","aliases":["STORE_ID"]},{"name":"store_order_id","type":"int"}]}"#,
     )
     .unwrap();
-    let w = writer(1, r#"{"type":"record","name":"KsqlDataSourceSchema","namespace":"io.confluent.ksql","fields":[
-        {"name":"STORE_ID","type":"int"},{"name":"store_order_id","type":"int"}]}"#);
+    let w = writer(
+        1,
+        r#"{"type":"record","name":"KsqlDataSourceSchema","namespace":"io.confluent.ksql","fields":[
+        {"name":"STORE_ID","type":"int"},{"name":"store_order_id","type":"int"}]}"#,
+    );
     let plan = Plan::compile(&reader, &w.graph).unwrap();
     assert_eq!(plan.run(1, &[4, 6]).unwrap()[..2], [Some(2), Some(3)]);
 }
@@ -445,7 +625,11 @@ fn a_reader_alias_admits_another_record_name() {
 fn a_non_record_writer_schema_is_incompatible() {
     let d = decoders(&[(14, r#""string""#)]);
     let err = d.decode(InputKind::Orders, &framed(14, &[0])).unwrap_err();
-    assert!(err.to_string().ends_with("the writer schema is a string, not a record"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("the writer schema is a string, not a record"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -454,16 +638,28 @@ fn a_wrong_field_type_is_incompatible() {
         (r#""string""#, "the writer's string cannot be read as int"),
         (r#""long""#, "the writer's long cannot be read as int"),
         (r#""null""#, "the writer's null cannot be read as int"),
-        (r#"["null","string"]"#, "the writer's union [null, string] cannot be read as int"),
-        (r#"{"type":"record","name":"S","fields":[]}"#, "the writer's record pizza_orders.S cannot be read as int"),
+        (
+            r#"["null","string"]"#,
+            "the writer's union [null, string] cannot be read as int",
+        ),
+        (
+            r#"{"type":"record","name":"S","fields":[]}"#,
+            "the writer's record pizza_orders.S cannot be read as int",
+        ),
     ] {
         let text = format!(
             r#"{{"type":"record","name":"pizza_orders_cancelled","namespace":"pizza_orders","fields":[
                 {{"name":"store_id","type":{ty}}},{{"name":"store_order_id","type":"int"}}]}}"#
         );
         let d = decoders(&[(15, &text)]);
-        let err = d.decode(InputKind::Cancelled, &framed(15, &[2, 2])).unwrap_err();
-        assert!(err.to_string().ends_with(&format!("field store_id: {says}")), "{ty}: {err}");
+        let err = d
+            .decode(InputKind::Cancelled, &framed(15, &[2, 2]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(&format!("field store_id: {says}")),
+            "{ty}: {err}"
+        );
     }
 }
 
@@ -486,8 +682,14 @@ fn fields_in_another_order_resolve() {
         ],
     );
     let d = decoders(&[(16, text)]);
-    assert_eq!(d.decode(InputKind::Completed, &framed(16, &body)), Ok(completed(7, 31, Some(140), Some(1500))));
-    assert_eq!(reference(COMPLETED, &writer(16, text), &body), Ok(completed(7, 31, Some(140), Some(1500))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(16, &body)),
+        Ok(completed(7, 31, Some(140), Some(1500)))
+    );
+    assert_eq!(
+        reference(COMPLETED, &writer(16, text), &body),
+        Ok(completed(7, 31, Some(140), Some(1500)))
+    );
 }
 
 #[test]
@@ -500,30 +702,88 @@ fn unions_resolve_per_record() {
     let d = decoders(&[(17, text)]);
     let w = writer(17, text);
     let rec = |sid: Value, oid: Value, rack: Value, del: Value| {
-        avro(text, vec![("store_id", sid), ("store_order_id", oid), ("rack_time_secs", rack), ("order_delivery_time_secs", del)])
+        avro(
+            text,
+            vec![
+                ("store_id", sid),
+                ("store_order_id", oid),
+                ("rack_time_secs", rack),
+                ("order_delivery_time_secs", del),
+            ],
+        )
     };
     let u = |i, v| Value::Union(i, Box::new(v));
-    let body = rec(u(0, Value::Int(3)), u(2, Value::Int(9)), u(1, Value::Int(100)), u(1, Value::Null));
-    assert_eq!(d.decode(InputKind::Completed, &framed(17, &body)), Ok(completed(3, 9, Some(100), None)));
-    assert_eq!(reference(COMPLETED, &w, &body), Ok(completed(3, 9, Some(100), None)));
+    let body = rec(
+        u(0, Value::Int(3)),
+        u(2, Value::Int(9)),
+        u(1, Value::Int(100)),
+        u(1, Value::Null),
+    );
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(17, &body)),
+        Ok(completed(3, 9, Some(100), None))
+    );
+    assert_eq!(
+        reference(COMPLETED, &w, &body),
+        Ok(completed(3, 9, Some(100), None))
+    );
     // null into a required field
-    let body = rec(u(1, Value::Null), u(2, Value::Int(9)), u(0, Value::Null), u(0, Value::Int(5)));
-    let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(17, &body)).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("store_id", Problem::NullNotAllowed));
+    let body = rec(
+        u(1, Value::Null),
+        u(2, Value::Int(9)),
+        u(0, Value::Null),
+        u(0, Value::Int(5)),
+    );
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(17, &body))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        ("store_id", Problem::NullNotAllowed)
+    );
     assert!(reference(COMPLETED, &w, &body).is_err());
     // a string branch where an int is wanted
-    let body = rec(u(0, Value::Int(3)), u(1, Value::String("x".into())), u(0, Value::Null), u(0, Value::Int(5)));
-    let err = d.decode(InputKind::Completed, &framed(17, &body)).unwrap_err();
+    let body = rec(
+        u(0, Value::Int(3)),
+        u(1, Value::String("x".into())),
+        u(0, Value::Null),
+        u(0, Value::Int(5)),
+    );
+    let err = d
+        .decode(InputKind::Completed, &framed(17, &body))
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "malformed Avro body (schema id 17), field store_order_id starting at byte 2 of the body: union branch 1 holds a string, which cannot be read as an integer"
     );
     assert!(reference(COMPLETED, &w, &body).is_err());
     // union index out of range
-    let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(17, &[6, 0, 0, 0, 0])).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("store_id", Problem::BadUnionIndex { index: 3, branches: 2 }));
-    let (_, problem) = malformed(d.decode(InputKind::Completed, &framed(17, &[1])).unwrap_err());
-    assert_eq!(problem, Problem::BadUnionIndex { index: -1, branches: 2 });
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(17, &[6, 0, 0, 0, 0]))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        (
+            "store_id",
+            Problem::BadUnionIndex {
+                index: 3,
+                branches: 2
+            }
+        )
+    );
+    let (_, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(17, &[1]))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        problem,
+        Problem::BadUnionIndex {
+            index: -1,
+            branches: 2
+        }
+    );
 }
 
 #[test]
@@ -535,24 +795,46 @@ fn int_promotes_to_a_long_reader_field_and_long_does_not_narrow() {
             {"name":"c","type":"long","default":42}]}"#,
     )
     .unwrap();
-    let w = writer(1, r#"{"type":"record","name":"R","fields":[{"name":"b","type":"int"},{"name":"a","type":"int"}]}"#);
+    let w = writer(
+        1,
+        r#"{"type":"record","name":"R","fields":[{"name":"b","type":"int"},{"name":"a","type":"int"}]}"#,
+    );
     let plan = Plan::compile(&reader, &w.graph).unwrap();
     let mut body = Vec::new();
     put_long(&mut body, i64::from(i32::MIN));
     put_long(&mut body, i64::from(i32::MAX));
-    assert_eq!(plan.run(1, &body).unwrap()[..3], [Some(i64::from(i32::MAX)), Some(i64::from(i32::MIN)), Some(42)]);
+    assert_eq!(
+        plan.run(1, &body).unwrap()[..3],
+        [
+            Some(i64::from(i32::MAX)),
+            Some(i64::from(i32::MIN)),
+            Some(42)
+        ]
+    );
     // a long writer field into a long reader field: full 64 bits
-    let w = writer(2, r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":["long","null"]}]}"#);
+    let w = writer(
+        2,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":["long","null"]}]}"#,
+    );
     let plan = Plan::compile(&reader, &w.graph).unwrap();
     let mut body = Vec::new();
     put_long(&mut body, i64::MIN);
     put_long(&mut body, 0);
     put_long(&mut body, i64::MAX);
-    assert_eq!(plan.run(2, &body).unwrap()[..3], [Some(i64::MIN), Some(i64::MAX), Some(42)]);
+    assert_eq!(
+        plan.run(2, &body).unwrap()[..3],
+        [Some(i64::MIN), Some(i64::MAX), Some(42)]
+    );
     // int readers never take a long
-    let w = writer(3, r#"{"type":"record","name":"pizza_orders","fields":[{"name":"store_id","type":"long"},{"name":"store_order_id","type":"int"}]}"#);
+    let w = writer(
+        3,
+        r#"{"type":"record","name":"pizza_orders","fields":[{"name":"store_id","type":"long"},{"name":"store_order_id","type":"int"}]}"#,
+    );
     let err = Plan::compile(&READERS[ORDERS], &w.graph).unwrap_err();
-    assert_eq!(err, "field store_id: the writer's long cannot be read as int");
+    assert_eq!(
+        err,
+        "field store_id: the writer's long cannot be read as int"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -560,15 +842,41 @@ fn int_promotes_to_a_long_reader_field_and_long_does_not_narrow() {
 
 #[test]
 fn truncated_at_every_offset_is_an_error_never_a_panic() {
-    let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS), (2, UPSTREAM_PIZZA_ORDERS_COMPLETED), (3, UPSTREAM_PIZZA_ORDERS_CANCELLED)]);
-    let lines = [OrderLine { product_id: 300, category: "wings", quantity: 2, unit_price: 2.5, net_price: 5.0 }; 3];
+    let d = decoders(&[
+        (1, UPSTREAM_PIZZA_ORDERS),
+        (2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        (3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
+    ]);
+    let lines = [OrderLine {
+        product_id: 300,
+        category: "wings",
+        quantity: 2,
+        unit_price: 2.5,
+        net_price: 5.0,
+    }; 3];
     let mut payloads = Vec::new();
     let mut buf = Vec::new();
-    PizzaOrder { store_id: 1000, store_order_id: 100_000, coupon_code: 1500, date: 18_500, status: "accepted", order_lines: &lines }
-        .write_framed(1, &mut buf);
+    PizzaOrder {
+        store_id: 1000,
+        store_order_id: 100_000,
+        coupon_code: 1500,
+        date: 18_500,
+        status: "accepted",
+        order_lines: &lines,
+    }
+    .write_framed(1, &mut buf);
     payloads.push((InputKind::Orders, std::mem::take(&mut buf)));
-    payloads.push((InputKind::Completed, framed(2, &upstream_completed_body(300, 70_000, 200, 1900))));
-    PizzaOrderCancelled { store_id: 9, store_order_id: 1_000_001, date: 18_001, status: "cancelled" }.write_framed(3, &mut buf);
+    payloads.push((
+        InputKind::Completed,
+        framed(2, &upstream_completed_body(300, 70_000, 200, 1900)),
+    ));
+    PizzaOrderCancelled {
+        store_id: 9,
+        store_order_id: 1_000_001,
+        date: 18_001,
+        status: "cancelled",
+    }
+    .write_framed(3, &mut buf);
     payloads.push((InputKind::Cancelled, buf));
     for (kind, payload) in payloads {
         assert!(d.decode(kind, &payload).is_ok());
@@ -587,9 +895,20 @@ fn trailing_bytes_are_an_error() {
     let d = decoders(&[(2, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
     let mut body = upstream_completed_body(1, 2, 3, 4);
     body.extend_from_slice(&[0, 0]);
-    let err = d.decode(InputKind::Completed, &framed(2, &body)).unwrap_err();
-    assert_eq!(err, DecodeError::TrailingBytes { schema_id: 2, count: 2 });
-    assert_eq!(err.to_string(), "malformed Avro body (schema id 2): 2 trailing byte(s) after the end of the record");
+    let err = d
+        .decode(InputKind::Completed, &framed(2, &body))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::TrailingBytes {
+            schema_id: 2,
+            count: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "malformed Avro body (schema id 2): 2 trailing byte(s) after the end of the record"
+    );
 }
 
 #[test]
@@ -604,9 +923,24 @@ fn huge_lengths_and_counts_fail_before_any_work() {
         b
     };
     // a string of 2^40 bytes
-    let (field, problem) = malformed(d.decode(InputKind::Orders, &framed(1, &head(1 << 40))).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("status", Problem::LengthExceedsInput { len: 1 << 40, remaining: 0 }));
-    let (_, problem) = malformed(d.decode(InputKind::Orders, &framed(1, &head(-5))).unwrap_err());
+    let (field, problem) = malformed(
+        d.decode(InputKind::Orders, &framed(1, &head(1 << 40)))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        (
+            "status",
+            Problem::LengthExceedsInput {
+                len: 1 << 40,
+                remaining: 0
+            }
+        )
+    );
+    let (_, problem) = malformed(
+        d.decode(InputKind::Orders, &framed(1, &head(-5)))
+            .unwrap_err(),
+    );
     assert_eq!(problem, Problem::NegativeLength(-5));
     // an array of 2^50 order lines (each at least 1+1+1+8+8 bytes)
     let mut b = head(0);
@@ -628,7 +962,16 @@ fn huge_lengths_and_counts_fail_before_any_work() {
     put_long(&mut b, -3);
     put_long(&mut b, 1 << 40);
     let (_, problem) = malformed(d.decode(InputKind::Orders, &framed(1, &b)).unwrap_err());
-    assert!(matches!(problem, Problem::LengthExceedsInput { len: 1_099_511_627_776, .. }), "{problem:?}");
+    assert!(
+        matches!(
+            problem,
+            Problem::LengthExceedsInput {
+                len: 1_099_511_627_776,
+                ..
+            }
+        ),
+        "{problem:?}"
+    );
     let mut b = head(0);
     put_long(&mut b, i64::MIN);
     let (_, problem) = malformed(d.decode(InputKind::Orders, &framed(1, &b)).unwrap_err());
@@ -656,9 +999,15 @@ fn negative_block_counts_skip_by_size() {
     put_long(&mut b, 1); // then an ordinary block of one
     b.extend_from_slice(&line);
     put_long(&mut b, 0);
-    let expected = OrderEvent::Placed(OrderPlaced { store_id: 3, store_order_id: 1001 });
+    let expected = OrderEvent::Placed(OrderPlaced {
+        store_id: 3,
+        store_order_id: 1001,
+    });
     assert_eq!(d.decode(InputKind::Orders, &framed(1, &b)), Ok(expected));
-    assert_eq!(reference(ORDERS, &writer(1, UPSTREAM_PIZZA_ORDERS), &b), Ok(expected));
+    assert_eq!(
+        reference(ORDERS, &writer(1, UPSTREAM_PIZZA_ORDERS), &b),
+        Ok(expected)
+    );
 }
 
 #[test]
@@ -680,21 +1029,33 @@ fn maps_and_arrays_of_zero_sized_items() {
     put_long(&mut b, 0);
     put_long(&mut b, 5);
     put_long(&mut b, 6);
-    assert_eq!(d.decode(InputKind::Completed, &framed(1, &b)), Ok(completed(5, 6, None, None)));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(1, &b)),
+        Ok(completed(5, 6, None, None))
+    );
     // but a map of 2^50 entries cannot fit
     let mut b = Vec::new();
     put_long(&mut b, 0);
     put_long(&mut b, 1 << 50);
     let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(1, &b)).unwrap_err());
     assert_eq!(field, "empties");
-    assert!(matches!(problem, Problem::ItemsExceedInput { .. }), "{problem:?}");
+    assert!(
+        matches!(problem, Problem::ItemsExceedInput { .. }),
+        "{problem:?}"
+    );
 }
 
 #[test]
 fn varint_overflow_and_int_range() {
     let d = decoders(&[(2, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
-    let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(2, &[0xff; 11])).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("store_id", Problem::VarintOverflow));
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(2, &[0xff; 11]))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        ("store_id", Problem::VarintOverflow)
+    );
     // ten bytes whose last carries more than bit 63
     let mut b = vec![0xff; 9];
     b.push(0x02);
@@ -704,14 +1065,20 @@ fn varint_overflow_and_int_range() {
     let mut b = Vec::new();
     put_long(&mut b, 1 << 40);
     let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(2, &b)).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("store_id", Problem::IntOutOfRange(1 << 40)));
+    assert_eq!(
+        (field.as_str(), problem),
+        ("store_id", Problem::IntOutOfRange(1 << 40))
+    );
     // a skipped int is checked too
     let mut b = Vec::new();
     for v in [1, 2, i64::from(i32::MIN) - 1] {
         put_long(&mut b, v);
     }
     let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(2, &b)).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("date", Problem::IntOutOfRange(i64::from(i32::MIN) - 1)));
+    assert_eq!(
+        (field.as_str(), problem),
+        ("date", Problem::IntOutOfRange(i64::from(i32::MIN) - 1))
+    );
     // non-minimal encodings are accepted (as apache-avro does): 1 in three bytes
     let mut b = vec![0x82, 0x80, 0x00];
     for v in [2, 3] {
@@ -720,7 +1087,10 @@ fn varint_overflow_and_int_range() {
     crate::wire::put_str(&mut b, "completed");
     put_long(&mut b, 4);
     put_long(&mut b, 5);
-    assert_eq!(d.decode(InputKind::Completed, &framed(2, &b)), Ok(completed(1, 2, Some(4), Some(5))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(2, &b)),
+        Ok(completed(1, 2, Some(4), Some(5)))
+    );
 }
 
 #[test]
@@ -730,11 +1100,29 @@ fn enum_and_boolean_values_are_checked() {
         "",
     );
     let d = decoders(&[(1, &text)]);
-    let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(1, &[4, 1, 2, 2])).unwrap_err());
-    assert_eq!((field.as_str(), problem), ("e", Problem::BadEnumIndex { index: 2, symbols: 2 }));
-    let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(1, &[2, 7, 2, 2])).unwrap_err());
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(1, &[4, 1, 2, 2]))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        (
+            "e",
+            Problem::BadEnumIndex {
+                index: 2,
+                symbols: 2
+            }
+        )
+    );
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(1, &[2, 7, 2, 2]))
+            .unwrap_err(),
+    );
     assert_eq!((field.as_str(), problem), ("flag", Problem::BadBoolean(7)));
-    assert_eq!(d.decode(InputKind::Completed, &framed(1, &[2, 1, 2, 2])), Ok(completed(1, 1, None, None)));
+    assert_eq!(
+        d.decode(InputKind::Completed, &framed(1, &[2, 1, 2, 2])),
+        Ok(completed(1, 1, None, None))
+    );
 }
 
 #[test]
@@ -753,14 +1141,24 @@ fn recursion_deeper_than_the_limit_is_rejected() {
         b.extend_from_slice(&[0, 0, 2, 2]); // v = 0, null; store_id 1, store_order_id 1
         b
     };
-    assert!(d.decode(InputKind::Completed, &framed(1, &list(20))).is_ok());
-    let (field, problem) = malformed(d.decode(InputKind::Completed, &framed(1, &list(10_000))).unwrap_err());
+    assert!(
+        d.decode(InputKind::Completed, &framed(1, &list(20)))
+            .is_ok()
+    );
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(1, &list(10_000)))
+            .unwrap_err(),
+    );
     assert_eq!((field.as_str(), problem), ("list", Problem::TooDeep));
 }
 
 #[test]
 fn random_bytes_never_panic() {
-    let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS), (2, EVERY_TYPE), (3, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
+    let d = decoders(&[
+        (1, UPSTREAM_PIZZA_ORDERS),
+        (2, EVERY_TYPE),
+        (3, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+    ]);
     let mut rng = Rng(7);
     for _ in 0..20_000 {
         let len = rng.below(64) as usize;
@@ -779,18 +1177,52 @@ fn random_bytes_never_panic() {
 #[test]
 fn store_ids_must_be_positive_and_durations_not_negative() {
     let d = decoders(&[(2, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
-    let check = |store: i32, rack: i32, delivery: i32| d.decode(InputKind::Completed, &framed(2, &upstream_completed_body(store, 1, rack, delivery)));
-    assert_eq!(check(-3, 1, 1), Err(DecodeError::Invalid("store_id must be positive, got -3".into())));
-    assert_eq!(check(0, 1, 1), Err(DecodeError::Invalid("store_id must be positive, got 0".into())));
-    assert_eq!(check(1, -1, 1), Err(DecodeError::Invalid("rack_time_secs must not be negative, got -1".into())));
-    assert_eq!(check(1, 1, -9), Err(DecodeError::Invalid("order_delivery_time_secs must not be negative, got -9".into())));
+    let check = |store: i32, rack: i32, delivery: i32| {
+        d.decode(
+            InputKind::Completed,
+            &framed(2, &upstream_completed_body(store, 1, rack, delivery)),
+        )
+    };
+    assert_eq!(
+        check(-3, 1, 1),
+        Err(DecodeError::Invalid(
+            "store_id must be positive, got -3".into()
+        ))
+    );
+    assert_eq!(
+        check(0, 1, 1),
+        Err(DecodeError::Invalid(
+            "store_id must be positive, got 0".into()
+        ))
+    );
+    assert_eq!(
+        check(1, -1, 1),
+        Err(DecodeError::Invalid(
+            "rack_time_secs must not be negative, got -1".into()
+        ))
+    );
+    assert_eq!(
+        check(1, 1, -9),
+        Err(DecodeError::Invalid(
+            "order_delivery_time_secs must not be negative, got -9".into()
+        ))
+    );
     assert_eq!(check(-3, 1, 1).unwrap_err().reason(), "invalid_value");
     let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS_CANCELLED)]);
     let mut b = Vec::new();
-    PizzaOrderCancelled { store_id: i32::MIN, store_order_id: 1, date: 0, status: "" }.write_framed(1, &mut b);
+    PizzaOrderCancelled {
+        store_id: i32::MIN,
+        store_order_id: 1,
+        date: 0,
+        status: "",
+    }
+    .write_framed(1, &mut b);
     assert_eq!(
         d.decode(InputKind::Cancelled, &b),
-        Err(DecodeError::Invalid(format!("store_id must be positive, got {}", i32::MIN)))
+        Err(DecodeError::Invalid(format!(
+            "store_id must be positive, got {}",
+            i32::MIN
+        )))
     );
 }
 
@@ -807,15 +1239,24 @@ fn unknown_ids_ask_to_be_learned_and_missing_ones_fail_permanently() {
     assert_eq!(err.reason(), "unknown_schema_id");
     d.learn_missing(21, "schema id 21 not found in the schema registry");
     let err = d.decode(InputKind::Completed, &payload).unwrap_err();
-    assert_eq!(err.to_string(), "schema id 21 cannot be used: schema id 21 not found in the schema registry");
+    assert_eq!(
+        err.to_string(),
+        "schema id 21 cannot be used: schema id 21 not found in the schema registry"
+    );
     assert!(!err.is_unknown_schema());
     // the schema turns up after all: learning replaces the missing entry
     d.learn(21, &writer(21, UPSTREAM_PIZZA_ORDERS_COMPLETED));
-    assert_eq!(d.decode(InputKind::Completed, &payload), Ok(completed(1, 2, Some(3), Some(4))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &payload),
+        Ok(completed(1, 2, Some(3), Some(4)))
+    );
     // learning again is a no-op, and a late learn_missing does not override
     d.learn(21, &writer(21, UPSTREAM_PIZZA_ORDERS_CANCELLED));
     d.learn_missing(21, "gone");
-    assert_eq!(d.decode(InputKind::Completed, &payload), Ok(completed(1, 2, Some(3), Some(4))));
+    assert_eq!(
+        d.decode(InputKind::Completed, &payload),
+        Ok(completed(1, 2, Some(3), Some(4)))
+    );
     assert!(d.knows(21) && !d.knows(22));
 }
 
@@ -823,22 +1264,78 @@ fn unknown_ids_ask_to_be_learned_and_missing_ones_fail_permanently() {
 fn interleaved_ids_and_kinds_use_the_right_plans() {
     let cancelled_v2 = r#"{"type":"record","name":"pizza_orders_cancelled","fields":[
         {"name":"reason","type":"string","default":""},{"name":"store_order_id","type":"int"},{"name":"store_id","type":"int"}]}"#;
-    let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS), (2, UPSTREAM_PIZZA_ORDERS_COMPLETED), (3, UPSTREAM_PIZZA_ORDERS_CANCELLED), (4, cancelled_v2)]);
+    let d = decoders(&[
+        (1, UPSTREAM_PIZZA_ORDERS),
+        (2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        (3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
+        (4, cancelled_v2),
+    ]);
     let mut order = Vec::new();
-    PizzaOrder { store_id: 1, store_order_id: 10, coupon_code: 0, date: 0, status: "accepted", order_lines: &[] }.write_framed(1, &mut order);
+    PizzaOrder {
+        store_id: 1,
+        store_order_id: 10,
+        coupon_code: 0,
+        date: 0,
+        status: "accepted",
+        order_lines: &[],
+    }
+    .write_framed(1, &mut order);
     let done = framed(2, &upstream_completed_body(2, 20, 1, 1));
     let mut gone = Vec::new();
-    PizzaOrderCancelled { store_id: 3, store_order_id: 30, date: 0, status: "cancelled" }.write_framed(3, &mut gone);
-    let gone_v2 = framed(4, &avro(cancelled_v2, vec![("reason", Value::String("cold".into())), ("store_order_id", Value::Int(40)), ("store_id", Value::Int(4))]));
-    for _ in 0..3 {
-        assert_eq!(d.decode(InputKind::Orders, &order).unwrap().store_order_id(), 10);
-        assert_eq!(d.decode(InputKind::Cancelled, &gone).unwrap().store_order_id(), 30);
-        assert_eq!(d.decode(InputKind::Cancelled, &gone_v2).unwrap(), OrderEvent::Cancelled(OrderCancelled { store_id: 4, store_order_id: 40 }));
-        assert_eq!(d.decode(InputKind::Completed, &done).unwrap().store_order_id(), 20);
-        assert!(d.decode(InputKind::Completed, &gone).is_err());
-        assert_eq!(d.decode(InputKind::Cancelled, &framed(9, &[])), Err(DecodeError::UnknownSchemaId(9)));
+    PizzaOrderCancelled {
+        store_id: 3,
+        store_order_id: 30,
+        date: 0,
+        status: "cancelled",
     }
-    assert!(matches!(d.decode(InputKind::Orders, &[1, 2, 3, 4, 5]), Err(DecodeError::Framing(FramingError::BadMagic { found: 1 }))));
+    .write_framed(3, &mut gone);
+    let gone_v2 = framed(
+        4,
+        &avro(
+            cancelled_v2,
+            vec![
+                ("reason", Value::String("cold".into())),
+                ("store_order_id", Value::Int(40)),
+                ("store_id", Value::Int(4)),
+            ],
+        ),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            d.decode(InputKind::Orders, &order)
+                .unwrap()
+                .store_order_id(),
+            10
+        );
+        assert_eq!(
+            d.decode(InputKind::Cancelled, &gone)
+                .unwrap()
+                .store_order_id(),
+            30
+        );
+        assert_eq!(
+            d.decode(InputKind::Cancelled, &gone_v2).unwrap(),
+            OrderEvent::Cancelled(OrderCancelled {
+                store_id: 4,
+                store_order_id: 40
+            })
+        );
+        assert_eq!(
+            d.decode(InputKind::Completed, &done)
+                .unwrap()
+                .store_order_id(),
+            20
+        );
+        assert!(d.decode(InputKind::Completed, &gone).is_err());
+        assert_eq!(
+            d.decode(InputKind::Cancelled, &framed(9, &[])),
+            Err(DecodeError::UnknownSchemaId(9))
+        );
+    }
+    assert!(matches!(
+        d.decode(InputKind::Orders, &[1, 2, 3, 4, 5]),
+        Err(DecodeError::Framing(FramingError::BadMagic { found: 1 }))
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -848,23 +1345,40 @@ fn interleaved_ids_and_kinds_use_the_right_plans() {
 fn wait_times_round_trip() {
     let d = decoders(&[(100, WAIT_TIMES_SCHEMA)]);
     for (store, minutes) in [(1, 15), (2, 20), (10, 6), (i32::MAX, 0), (3, i32::MAX)] {
-        assert_eq!(d.decode_wait_times(&encode_wait_times(100, store, minutes)), Ok((store, minutes)));
+        assert_eq!(
+            d.decode_wait_times(&encode_wait_times(100, store, minutes)),
+            Ok((store, minutes))
+        );
     }
     assert_eq!(
         d.decode_wait_times(&encode_wait_times(100, 0, 5)),
-        Err(DecodeError::Invalid("store_id must be positive, got 0".into()))
+        Err(DecodeError::Invalid(
+            "store_id must be positive, got 0".into()
+        ))
     );
     assert_eq!(
         d.decode_wait_times(&encode_wait_times(100, 4, -1)),
-        Err(DecodeError::Invalid("wait_time must not be negative, got -1".into()))
+        Err(DecodeError::Invalid(
+            "wait_time must not be negative, got -1".into()
+        ))
     );
-    assert_eq!(d.decode_wait_times(&encode_wait_times(101, 4, 1)), Err(DecodeError::UnknownSchemaId(101)));
+    assert_eq!(
+        d.decode_wait_times(&encode_wait_times(101, 4, 1)),
+        Err(DecodeError::UnknownSchemaId(101))
+    );
     // the workshop's hand-seeded values were written with the same schema by another producer:
     // a writer with an extra field and another namespace still reads
     let v2 = r#"{"type":"record","name":"WaitTimes","namespace":"other","fields":[
         {"name":"wait_time","type":"int"},{"name":"model","type":"string","default":"stale"},{"name":"store_id","type":"int"}]}"#;
     let d = decoders(&[(102, v2)]);
-    let body = avro(v2, vec![("wait_time", Value::Int(23)), ("model", Value::String("ml".into())), ("store_id", Value::Int(4))]);
+    let body = avro(
+        v2,
+        vec![
+            ("wait_time", Value::Int(23)),
+            ("model", Value::String("ml".into())),
+            ("store_id", Value::Int(4)),
+        ],
+    );
     assert_eq!(d.decode_wait_times(&framed(102, &body)), Ok((4, 23)));
 }
 
@@ -874,14 +1388,21 @@ fn wait_times_round_trip() {
 /// Decodes with apache-avro (writer + our reader schema, full resolution) and applies the same
 /// semantic checks as the fast path. Errors are stringly: only their existence is compared.
 fn reference(reader: usize, writer: &WriterSchema, body: &[u8]) -> Result<OrderEvent, String> {
-    let text = [READER_PIZZA_ORDERS, READER_PIZZA_ORDERS_COMPLETED, READER_PIZZA_ORDERS_CANCELLED][reader];
+    let text = [
+        READER_PIZZA_ORDERS,
+        READER_PIZZA_ORDERS_COMPLETED,
+        READER_PIZZA_ORDERS_CANCELLED,
+    ][reader];
     let reader_schema = Schema::parse_str(text).unwrap();
     let mut slice = body;
-    let value = apache_avro::from_avro_datum(writer.avro(), &mut slice, Some(&reader_schema)).map_err(|e| e.to_string())?;
+    let value = apache_avro::from_avro_datum(writer.avro(), &mut slice, Some(&reader_schema))
+        .map_err(|e| e.to_string())?;
     if !slice.is_empty() {
         return Err("trailing bytes".into());
     }
-    let Value::Record(fields) = value else { return Err("not a record".into()) };
+    let Value::Record(fields) = value else {
+        return Err("not a record".into());
+    };
     let get = |name: &str| -> Result<Option<i64>, String> {
         let v = &fields.iter().find(|(n, _)| n == name).ok_or("no field")?.1;
         let v = match v {
@@ -900,16 +1421,28 @@ fn reference(reader: usize, writer: &WriterSchema, body: &[u8]) -> Result<OrderE
         slots[i] = get(&f.name)?;
     }
     let store_id = store_id(&slots).map_err(|e| e.to_string())?;
-    let store_order_id = int_field(&slots, STORE_ORDER_ID, "store_order_id").map_err(|e| e.to_string())?;
+    let store_order_id =
+        int_field(&slots, STORE_ORDER_ID, "store_order_id").map_err(|e| e.to_string())?;
     Ok(match reader {
-        ORDERS => OrderEvent::Placed(OrderPlaced { store_id, store_order_id }),
-        CANCELLED => OrderEvent::Cancelled(OrderCancelled { store_id, store_order_id }),
+        ORDERS => OrderEvent::Placed(OrderPlaced {
+            store_id,
+            store_order_id,
+        }),
+        CANCELLED => OrderEvent::Cancelled(OrderCancelled {
+            store_id,
+            store_order_id,
+        }),
         _ => OrderEvent::Completed(OrderCompleted {
             store_id,
             store_order_id,
-            rack_time_secs: duration(&slots, RACK_TIME_SECS, "rack_time_secs").map_err(|e| e.to_string())?,
-            order_delivery_time_secs: duration(&slots, ORDER_DELIVERY_TIME_SECS, "order_delivery_time_secs")
+            rack_time_secs: duration(&slots, RACK_TIME_SECS, "rack_time_secs")
                 .map_err(|e| e.to_string())?,
+            order_delivery_time_secs: duration(
+                &slots,
+                ORDER_DELIVERY_TIME_SECS,
+                "order_delivery_time_secs",
+            )
+            .map_err(|e| e.to_string())?,
         }),
     })
 }
@@ -947,7 +1480,9 @@ impl Rng {
     }
     fn string(&mut self) -> String {
         const CHARS: [char; 10] = ['a', 'Z', '0', ' ', 'é', 'ß', '€', '☕', '𝄞', '\u{0}'];
-        (0..self.below(12)).map(|_| CHARS[self.below(10) as usize]).collect()
+        (0..self.below(12))
+            .map(|_| CHARS[self.below(10) as usize])
+            .collect()
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
@@ -1017,7 +1552,15 @@ fn gen_type(rng: &mut Rng, depth: u32, names: &mut u32) -> T {
         20 => T::Map(Box::new(gen_type(rng, depth + 1, names))),
         21 => {
             // distinct unnamed kinds, no logical types, plus maybe one named type
-            let mut pool = vec![T::Null, T::Int, T::Long, T::Str, T::Double, T::Bool, T::Bytes];
+            let mut pool = vec![
+                T::Null,
+                T::Int,
+                T::Long,
+                T::Str,
+                T::Double,
+                T::Bool,
+                T::Bytes,
+            ];
             let mut branches = Vec::new();
             for _ in 0..1 + rng.below(4) {
                 let i = rng.below(pool.len() as u64) as usize;
@@ -1037,7 +1580,9 @@ fn gen_type(rng: &mut Rng, depth: u32, names: &mut u32) -> T {
 }
 
 fn gen_fields(rng: &mut Rng, depth: u32, names: &mut u32) -> Vec<(String, T)> {
-    (0..rng.below(4)).map(|i| (format!("f{i}"), gen_type(rng, depth, names))).collect()
+    (0..rng.below(4))
+        .map(|i| (format!("f{i}"), gen_type(rng, depth, names)))
+        .collect()
 }
 
 fn type_json(t: &T) -> serde_json::Value {
@@ -1051,7 +1596,9 @@ fn type_json(t: &T) -> serde_json::Value {
         T::Bytes => json!("bytes"),
         T::Str => json!("string"),
         T::Fixed(n, size) => json!({"type": "fixed", "name": n, "size": size}),
-        T::Enum(n, k) => json!({"type": "enum", "name": n, "symbols": (0..*k).map(|i| format!("S{i}")).collect::<Vec<_>>()}),
+        T::Enum(n, k) => {
+            json!({"type": "enum", "name": n, "symbols": (0..*k).map(|i| format!("S{i}")).collect::<Vec<_>>()})
+        }
         T::Array(items) => json!({"type": "array", "items": type_json(items)}),
         T::Map(values) => json!({"type": "map", "values": type_json(values)}),
         T::Union(branches) => serde_json::Value::Array(branches.iter().map(type_json).collect()),
@@ -1062,10 +1609,16 @@ fn type_json(t: &T) -> serde_json::Value {
         T::TimeMicros => json!({"type": "long", "logicalType": "time-micros"}),
         T::TimestampMillis => json!({"type": "long", "logicalType": "timestamp-millis"}),
         T::TimestampMicros => json!({"type": "long", "logicalType": "timestamp-micros"}),
-        T::DecimalBytes => json!({"type": "bytes", "logicalType": "decimal", "precision": 30, "scale": 2}),
-        T::DecimalFixed(n) => json!({"type": "fixed", "name": n, "size": 8, "logicalType": "decimal", "precision": 18, "scale": 4}),
+        T::DecimalBytes => {
+            json!({"type": "bytes", "logicalType": "decimal", "precision": 30, "scale": 2})
+        }
+        T::DecimalFixed(n) => {
+            json!({"type": "fixed", "name": n, "size": 8, "logicalType": "decimal", "precision": 18, "scale": 4})
+        }
         T::Uuid => json!({"type": "string", "logicalType": "uuid"}),
-        T::Duration(n) => json!({"type": "fixed", "name": n, "size": 12, "logicalType": "duration"}),
+        T::Duration(n) => {
+            json!({"type": "fixed", "name": n, "size": 12, "logicalType": "duration"})
+        }
     }
 }
 
@@ -1092,12 +1645,21 @@ fn gen_value(rng: &mut Rng, t: &T) -> Value {
             let n = if rng.chance(5) { 70 } else { rng.below(5) };
             Value::Array((0..n).map(|_| gen_value(rng, items)).collect())
         }
-        T::Map(values) => Value::Map((0..rng.below(4)).map(|i| (format!("{}{i}", rng.string()), gen_value(rng, values))).collect()),
+        T::Map(values) => Value::Map(
+            (0..rng.below(4))
+                .map(|i| (format!("{}{i}", rng.string()), gen_value(rng, values)))
+                .collect(),
+        ),
         T::Union(branches) => {
             let i = rng.below(branches.len() as u64) as usize;
             Value::Union(i as u32, Box::new(gen_value(rng, &branches[i])))
         }
-        T::Record(_, fields) => Value::Record(fields.iter().map(|(f, t)| (f.clone(), gen_value(rng, t))).collect()),
+        T::Record(_, fields) => Value::Record(
+            fields
+                .iter()
+                .map(|(f, t)| (f.clone(), gen_value(rng, t)))
+                .collect(),
+        ),
         T::Date => Value::Date(rng.int()),
         T::TimeMillis => Value::TimeMillis(rng.int()),
         T::TimeMicros => Value::TimeMicros(rng.long()),
@@ -1111,7 +1673,9 @@ fn gen_value(rng: &mut Rng, t: &T) -> Value {
             let n = 1 + rng.below(7) as usize;
             Value::Decimal(Decimal::from(rng.bytes(n)))
         }
-        T::Uuid => Value::Uuid(apache_avro::Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(rng.next()))),
+        T::Uuid => Value::Uuid(apache_avro::Uuid::from_u128(
+            u128::from(rng.next()) << 64 | u128::from(rng.next()),
+        )),
         T::Duration(_) => Value::Duration(apache_avro::Duration::new(
             apache_avro::Months::new(rng.next() as u32),
             apache_avro::Days::new(rng.next() as u32),
@@ -1157,16 +1721,27 @@ fn fast_path_equals_apache_avro_on_random_schemas_and_records() {
     let mut ok = 0;
     for schema_no in 0..400u32 {
         let reader = [ORDERS, COMPLETED, CANCELLED][rng.below(3) as usize];
-        let kind = [InputKind::Orders, InputKind::Completed, InputKind::Cancelled][reader];
+        let kind = [
+            InputKind::Orders,
+            InputKind::Completed,
+            InputKind::Cancelled,
+        ][reader];
         let record_name = READERS[reader].name;
         // our fields, each int or nullable (mostly int); the durations also absent sometimes
-        let mut ours: Vec<(&str, Repr)> = vec![("store_id", Repr::Int), ("store_order_id", Repr::Int)];
+        let mut ours: Vec<(&str, Repr)> =
+            vec![("store_id", Repr::Int), ("store_order_id", Repr::Int)];
         if rng.chance(10) {
             ours[0].1 = Repr::NullSecond;
         }
         if reader == COMPLETED {
             for f in ["rack_time_secs", "order_delivery_time_secs"] {
-                let r = [Repr::Absent, Repr::Int, Repr::Int, Repr::NullFirst, Repr::NullSecond][rng.below(5) as usize];
+                let r = [
+                    Repr::Absent,
+                    Repr::Int,
+                    Repr::Int,
+                    Repr::NullFirst,
+                    Repr::NullSecond,
+                ][rng.below(5) as usize];
                 ours.push((f, r));
             }
         }
@@ -1183,12 +1758,18 @@ fn fast_path_equals_apache_avro_on_random_schemas_and_records() {
         let mut fields: Vec<F> = Vec::new();
         for (i, (name, repr)) in ours.iter().enumerate() {
             for j in 0..rng.below(3) {
-                fields.push(F::Extra(format!("x{i}_{j}"), gen_type(&mut rng, 0, &mut names)));
+                fields.push(F::Extra(
+                    format!("x{i}_{j}"),
+                    gen_type(&mut rng, 0, &mut names),
+                ));
             }
             fields.push(F::Ours(name, *repr));
         }
         for j in 0..rng.below(3) {
-            fields.push(F::Extra(format!("tail{j}"), gen_type(&mut rng, 0, &mut names)));
+            fields.push(F::Extra(
+                format!("tail{j}"),
+                gen_type(&mut rng, 0, &mut names),
+            ));
         }
         let schema_json = json!({
             "type": "record", "name": record_name, "namespace": "random",
@@ -1209,7 +1790,9 @@ fn fast_path_equals_apache_avro_on_random_schemas_and_records() {
                     F::Ours(n, r) => {
                         let v = match *n {
                             "store_id" if rng.chance(90) => 1 + rng.below(100) as i32,
-                            "rack_time_secs" | "order_delivery_time_secs" if rng.chance(90) => rng.below(3000) as i32,
+                            "rack_time_secs" | "order_delivery_time_secs" if rng.chance(90) => {
+                                rng.below(3000) as i32
+                            }
                             _ => rng.int(),
                         };
                         (*n, repr_value(&mut rng, *r, v))
@@ -1232,14 +1815,25 @@ fn fast_path_equals_apache_avro_on_random_schemas_and_records() {
         }
     }
     assert_eq!(compared, 400 * 25);
-    assert!(ok > compared * 3 / 5, "too few valid records to be meaningful: {ok}");
+    assert!(
+        ok > compared * 3 / 5,
+        "too few valid records to be meaningful: {ok}"
+    );
 }
 
 #[test]
 fn fast_path_equals_apache_avro_on_random_upstream_records() {
     let mut rng = Rng(42);
-    let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS), (2, UPSTREAM_PIZZA_ORDERS_COMPLETED), (3, UPSTREAM_PIZZA_ORDERS_CANCELLED)]);
-    let ws = [writer(1, UPSTREAM_PIZZA_ORDERS), writer(2, UPSTREAM_PIZZA_ORDERS_COMPLETED), writer(3, UPSTREAM_PIZZA_ORDERS_CANCELLED)];
+    let d = decoders(&[
+        (1, UPSTREAM_PIZZA_ORDERS),
+        (2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        (3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
+    ]);
+    let ws = [
+        writer(1, UPSTREAM_PIZZA_ORDERS),
+        writer(2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        writer(3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
+    ];
     let categories = ["pizza", "calzone", "salad", "dessert", "wings"];
     let mut buf = Vec::new();
     for _ in 0..5000 {
@@ -1253,13 +1847,39 @@ fn fast_path_equals_apache_avro_on_random_upstream_records() {
             })
             .collect();
         let status = rng.string();
-        let (kind, reader) = [(InputKind::Orders, ORDERS), (InputKind::Completed, COMPLETED), (InputKind::Cancelled, CANCELLED)][rng.below(3) as usize];
+        let (kind, reader) = [
+            (InputKind::Orders, ORDERS),
+            (InputKind::Completed, COMPLETED),
+            (InputKind::Cancelled, CANCELLED),
+        ][rng.below(3) as usize];
         buf.clear();
         let (store_id, store_order_id, date) = (rng.int(), rng.int(), rng.int());
         match kind {
-            InputKind::Orders => PizzaOrder { store_id, store_order_id, coupon_code: rng.int(), date, status: &status, order_lines: &lines }.write_framed(1, &mut buf),
-            InputKind::Completed => PizzaOrderCompleted { store_id, store_order_id, date, status: &status, rack_time_secs: rng.int(), order_delivery_time_secs: rng.int() }.write_framed(2, &mut buf),
-            InputKind::Cancelled => PizzaOrderCancelled { store_id, store_order_id, date, status: &status }.write_framed(3, &mut buf),
+            InputKind::Orders => PizzaOrder {
+                store_id,
+                store_order_id,
+                coupon_code: rng.int(),
+                date,
+                status: &status,
+                order_lines: &lines,
+            }
+            .write_framed(1, &mut buf),
+            InputKind::Completed => PizzaOrderCompleted {
+                store_id,
+                store_order_id,
+                date,
+                status: &status,
+                rack_time_secs: rng.int(),
+                order_delivery_time_secs: rng.int(),
+            }
+            .write_framed(2, &mut buf),
+            InputKind::Cancelled => PizzaOrderCancelled {
+                store_id,
+                store_order_id,
+                date,
+                status: &status,
+            }
+            .write_framed(3, &mut buf),
         }
         let fast = d.decode(kind, &buf);
         let slow = reference(reader, &ws[reader], &buf[5..]);

@@ -39,7 +39,12 @@ pub fn put_double(buf: &mut Vec<u8>, v: f64) {
 /// Appends a Confluent-framed `WaitTimes` value (`store_id` int, `wait_time` int minutes) to
 /// `buf`: reuse one buffer across calls to encode without allocating.
 #[inline]
-pub fn encode_wait_times_into(buf: &mut Vec<u8>, schema_id: u32, store_id: StoreId, wait_time: i32) {
+pub fn encode_wait_times_into(
+    buf: &mut Vec<u8>,
+    schema_id: u32,
+    store_id: StoreId,
+    wait_time: i32,
+) {
     write_header(buf, schema_id);
     put_int(buf, store_id);
     put_int(buf, wait_time);
@@ -190,8 +195,14 @@ mod tests {
             (1, &[2]),
             (-64, &[0x7f]),
             (64, &[0x80, 0x01]),
-            (i64::MAX, &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
-            (i64::MIN, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                i64::MAX,
+                &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
+            (
+                i64::MIN,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ];
         for (v, bytes) in cases {
             let mut buf = Vec::new();
@@ -203,8 +214,20 @@ mod tests {
     #[test]
     fn pizza_order_is_what_apache_avro_reads_with_the_upstream_schema() {
         let lines = [
-            OrderLine { product_id: 66, category: "calzone", quantity: 4, unit_price: 18.78, net_price: 75.12 },
-            OrderLine { product_id: 8, category: "dessert", quantity: 3, unit_price: 23.33, net_price: 69.99 },
+            OrderLine {
+                product_id: 66,
+                category: "calzone",
+                quantity: 4,
+                unit_price: 18.78,
+                net_price: 75.12,
+            },
+            OrderLine {
+                product_id: 8,
+                category: "dessert",
+                quantity: 3,
+                unit_price: 23.33,
+                net_price: 69.99,
+            },
         ];
         let order = PizzaOrder {
             store_id: 7,
@@ -220,13 +243,21 @@ mod tests {
         assert_eq!(f[2], ("coupon_code".into(), Value::Int(1500)));
         assert_eq!(f[3], ("date".into(), Value::Date(18_500)));
         assert_eq!(f[4], ("status".into(), Value::String("accepted".into())));
-        let Value::Array(items) = &f[5].1 else { panic!() };
+        let Value::Array(items) = &f[5].1 else {
+            panic!()
+        };
         assert_eq!(items.len(), 2);
         let line = fields(items[1].clone());
-        assert_eq!(line[1], ("category".into(), Value::String("dessert".into())));
+        assert_eq!(
+            line[1],
+            ("category".into(), Value::String("dessert".into()))
+        );
         assert_eq!(line[4], ("net_price".into(), Value::Double(69.99)));
 
-        let empty = PizzaOrder { order_lines: &[], ..order };
+        let empty = PizzaOrder {
+            order_lines: &[],
+            ..order
+        };
         let f = fields(avro_body(PizzaOrder::SCHEMA, &empty));
         assert_eq!(f[5].1, Value::Array(vec![]));
     }
@@ -244,7 +275,12 @@ mod tests {
         let f = fields(avro_body(PizzaOrderCompleted::SCHEMA, &done));
         assert_eq!(f[4], ("rack_time_secs".into(), Value::Int(130)));
         assert_eq!(f[5], ("order_delivery_time_secs".into(), Value::Int(1999)));
-        let gone = PizzaOrderCancelled { store_id: 9, store_order_id: -5, date: 0, status: "cancelled" };
+        let gone = PizzaOrderCancelled {
+            store_id: 9,
+            store_order_id: -5,
+            date: 0,
+            status: "cancelled",
+        };
         let f = fields(avro_body(PizzaOrderCancelled::SCHEMA, &gone));
         assert_eq!(f[1], ("store_order_id".into(), Value::Int(-5)));
         assert_eq!(f[3], ("status".into(), Value::String("cancelled".into())));
@@ -253,7 +289,12 @@ mod tests {
     #[test]
     fn framed_records_carry_the_schema_id() {
         let mut buf = Vec::new();
-        let gone = PizzaOrderCancelled { store_id: 1, store_order_id: 1001, date: 18_000, status: "cancelled" };
+        let gone = PizzaOrderCancelled {
+            store_id: 1,
+            store_order_id: 1001,
+            date: 18_000,
+            status: "cancelled",
+        };
         gone.write_framed(77, &mut buf);
         let f = framing::parse(&buf).unwrap();
         assert_eq!(f.schema_id, 77);

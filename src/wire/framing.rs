@@ -27,7 +27,9 @@ pub enum FramingError {
         "value too short: {len} byte(s), a Confluent-framed Avro value has at least 5 (magic byte 0x00, 4-byte schema id)"
     )]
     TooShort { len: usize },
-    #[error("wrong magic byte 0x{found:02x} (expected 0x00): the value is not in the Confluent wire format")]
+    #[error(
+        "wrong magic byte 0x{found:02x} (expected 0x00): the value is not in the Confluent wire format"
+    )]
     BadMagic { found: u8 },
     #[error("invalid schema id {id} in the Confluent header: registry ids are 1..=2147483647")]
     InvalidSchemaId { id: u32 },
@@ -42,7 +44,10 @@ pub fn parse(payload: &[u8]) -> Result<Framed<'_>, FramingError> {
             if id == 0 || id > i32::MAX as u32 {
                 return Err(FramingError::InvalidSchemaId { id });
             }
-            Ok(Framed { schema_id: id, body })
+            Ok(Framed {
+                schema_id: id,
+                body,
+            })
         }
         [] => Err(FramingError::Empty),
         [first, ..] if *first != MAGIC_BYTE => Err(FramingError::BadMagic { found: *first }),
@@ -64,7 +69,13 @@ mod tests {
     #[test]
     fn parses_header_and_body() {
         let f = parse(&[0, 0, 0, 1, 2, 9, 8]).unwrap();
-        assert_eq!(f, Framed { schema_id: 258, body: &[9, 8] });
+        assert_eq!(
+            f,
+            Framed {
+                schema_id: 258,
+                body: &[9, 8]
+            }
+        );
         let f = parse(&[0, 0x7f, 0xff, 0xff, 0xff]).unwrap();
         assert_eq!(f.schema_id, i32::MAX as u32);
         assert!(f.body.is_empty());
@@ -75,10 +86,16 @@ mod tests {
         assert_eq!(parse(&[]), Err(FramingError::Empty));
         assert_eq!(parse(&[0]), Err(FramingError::TooShort { len: 1 }));
         assert_eq!(parse(&[0, 0, 0, 1]), Err(FramingError::TooShort { len: 4 }));
-        assert_eq!(parse(&[1, 0, 0, 0, 1, 2]), Err(FramingError::BadMagic { found: 1 }));
+        assert_eq!(
+            parse(&[1, 0, 0, 0, 1, 2]),
+            Err(FramingError::BadMagic { found: 1 })
+        );
         // a short value with a wrong first byte is reported as not Confluent at all
         assert_eq!(parse(&[b'{']), Err(FramingError::BadMagic { found: b'{' }));
-        assert_eq!(parse(&[0, 0, 0, 0, 0, 2]), Err(FramingError::InvalidSchemaId { id: 0 }));
+        assert_eq!(
+            parse(&[0, 0, 0, 0, 0, 2]),
+            Err(FramingError::InvalidSchemaId { id: 0 })
+        );
         assert_eq!(
             parse(&[0, 0x80, 0, 0, 0, 2]),
             Err(FramingError::InvalidSchemaId { id: 0x8000_0000 })
@@ -87,7 +104,11 @@ mod tests {
             FramingError::BadMagic { found: 0x7b }.to_string(),
             "wrong magic byte 0x7b (expected 0x00): the value is not in the Confluent wire format"
         );
-        assert!(FramingError::TooShort { len: 3 }.to_string().contains("3 byte(s)"));
+        assert!(
+            FramingError::TooShort { len: 3 }
+                .to_string()
+                .contains("3 byte(s)")
+        );
     }
 
     #[test]
@@ -95,6 +116,12 @@ mod tests {
         let mut buf = Vec::new();
         write_header(&mut buf, 123_456);
         buf.push(42);
-        assert_eq!(parse(&buf).unwrap(), Framed { schema_id: 123_456, body: &[42] });
+        assert_eq!(
+            parse(&buf).unwrap(),
+            Framed {
+                schema_id: 123_456,
+                body: &[42]
+            }
+        );
     }
 }

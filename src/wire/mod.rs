@@ -20,7 +20,7 @@ pub use encode::{
     OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord,
     encode_wait_times, encode_wait_times_into, put_double, put_int, put_long, put_str,
 };
-pub use framing::{FramingError, Framed};
+pub use framing::{Framed, FramingError};
 pub use registry::{Registry, RegistrySettings};
 pub use schema::WriterSchema;
 
@@ -76,7 +76,9 @@ pub enum Error {
     #[error("schema registry unavailable ({op}): {detail}")]
     RegistryUnavailable { op: String, detail: String },
     /// Transient for the record (it is not at fault), but needs an operator: fix the API key.
-    #[error("schema registry rejected our credentials ({op}, HTTP {status}); check the registry API key and secret")]
+    #[error(
+        "schema registry rejected our credentials ({op}, HTTP {status}); check the registry API key and secret"
+    )]
     RegistryAuth { op: String, status: u16 },
     /// Permanent: the registry has no schema with this id.
     #[error("schema id {id} not found in the schema registry")]
@@ -86,8 +88,14 @@ pub enum Error {
     InvalidSchema { what: String, reason: String },
     /// Permanent: the registry refused to register our schema (409 incompatible with the
     /// subject's compatibility rules, 422 invalid).
-    #[error("schema registry refused to register a schema under {subject} (HTTP {status}): {detail}")]
-    RegisterRejected { subject: String, status: u16, detail: String },
+    #[error(
+        "schema registry refused to register a schema under {subject} (HTTP {status}): {detail}"
+    )]
+    RegisterRejected {
+        subject: String,
+        status: u16,
+        detail: String,
+    },
     /// Permanent: settings that cannot work.
     #[error("invalid schema registry settings: {0}")]
     Config(String),
@@ -100,6 +108,9 @@ impl Error {
     /// it (pause, back off, retry). False: the error is about the record's schema (dead-letter
     /// the record) or about our own settings/schema (fail loudly).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::RegistryUnavailable { .. } | Error::RegistryAuth { .. })
+        matches!(
+            self,
+            Error::RegistryUnavailable { .. } | Error::RegistryAuth { .. }
+        )
     }
 }

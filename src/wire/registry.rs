@@ -56,7 +56,10 @@ impl fmt::Debug for RegistrySettings {
         let urls: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
         f.debug_struct("RegistrySettings")
             .field("urls", &urls)
-            .field("basic_auth", &self.basic_auth.as_ref().map(|(user, _)| (user, "***")))
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(user, _)| (user, "***")),
+            )
             .field("timeout", &self.timeout)
             .field("ca_location", &self.ca_location)
             .finish()
@@ -95,7 +98,9 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("urls", &self.urls).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,8 +108,11 @@ impl Registry {
     /// A client for `settings`. Fails on settings that can never work (no URL, an unreadable
     /// or empty CA file); nothing is sent to the registry yet.
     pub fn new(settings: RegistrySettings) -> Result<Registry> {
-        let urls: Vec<String> =
-            settings.urls.iter().map(|u| u.trim().trim_end_matches('/').to_string()).collect();
+        let urls: Vec<String> = settings
+            .urls
+            .iter()
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .collect();
         let Some(first) = urls.first().filter(|u| !u.is_empty()) else {
             return Err(Error::Config("no schema registry URL".into()));
         };
@@ -129,10 +137,16 @@ impl Registry {
         let mut client = reqwest::Client::builder();
         if let Some(path) = &settings.ca_location {
             let pem = std::fs::read(path).map_err(|e| {
-                Error::Config(format!("cannot read the registry CA file {}: {e}", path.display()))
+                Error::Config(format!(
+                    "cannot read the registry CA file {}: {e}",
+                    path.display()
+                ))
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!("the registry CA file {} is not PEM: {e}", path.display()))
+                Error::Config(format!(
+                    "the registry CA file {} is not PEM: {e}",
+                    path.display()
+                ))
             })?;
             if certs.is_empty() {
                 return Err(Error::Config(format!(
@@ -143,7 +157,10 @@ impl Registry {
             client = client.tls_certs_merge(certs);
         }
         let sr = builder.build_with(client).map_err(|e| {
-            Error::Config(format!("cannot build the schema registry client: {}", describe(&e)))
+            Error::Config(format!(
+                "cannot build the schema registry client: {}",
+                describe(&e)
+            ))
         })?;
         let shown: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
         Ok(Registry {
@@ -176,17 +193,24 @@ impl Registry {
                 if !is_avro {
                     Err(Error::InvalidSchema {
                         what: format!("schema id {id}"),
-                        reason: format!("it is registered as {:?}, not AVRO", registered.schema_type),
+                        reason: format!(
+                            "it is registered as {:?}, not AVRO",
+                            registered.schema_type
+                        ),
                     })
                 } else if !registered.references.is_empty() {
                     Err(Error::InvalidSchema {
                         what: format!("schema id {id}"),
-                        reason: "it uses schema references, which this service does not resolve".into(),
+                        reason: "it uses schema references, which this service does not resolve"
+                            .into(),
                     })
                 } else {
                     WriterSchema::parse(id, registered.schema)
                         .map(Arc::new)
-                        .map_err(|reason| Error::InvalidSchema { what: format!("schema id {id}"), reason })
+                        .map_err(|reason| Error::InvalidSchema {
+                            what: format!("schema id {id}"),
+                            reason,
+                        })
                 }
             }
             Err(e) => Err(self.classify(Call::SchemaById(id), &e)),
@@ -224,7 +248,11 @@ impl Registry {
     fn redact(&self, mut s: String) -> String {
         for secret in &self.secrets {
             if s.contains(secret.as_str()) {
-                let shown = if secret.contains("://") { redact_url(secret) } else { "***".into() };
+                let shown = if secret.contains("://") {
+                    redact_url(secret)
+                } else {
+                    "***".into()
+                };
                 s = s.replace(secret.as_str(), &shown);
             }
         }
@@ -287,12 +315,16 @@ fn classify(call: Call<'_>, e: &SRCError, detail: String) -> Error {
         (404, Call::SchemaById(id)) if is_not_found_code(code) => Error::SchemaNotFound { id },
         (404, _) => Error::RegistryUnavailable {
             op,
-            detail: format!("{detail} (a 404 without a registry error code: is the registry URL right?)"),
+            detail: format!(
+                "{detail} (a 404 without a registry error code: is the registry URL right?)"
+            ),
         },
         (401 | 403, _) => Error::RegistryAuth { op, status },
-        (409 | 422, Call::Register(subject)) => {
-            Error::RegisterRejected { subject: subject.to_string(), status, detail }
-        }
+        (409 | 422, Call::Register(subject)) => Error::RegisterRejected {
+            subject: subject.to_string(),
+            status,
+            detail,
+        },
         _ => Error::RegistryUnavailable { op, detail },
     }
 }
@@ -303,8 +335,10 @@ mod tests {
 
     fn http_error(status: &str, code: u32, message: &str) -> SRCError {
         SRCError::non_retryable_with_cause(
-            serde_json::from_value::<RawError>(serde_json::json!({"error_code": code, "message": message}))
-                .unwrap(),
+            serde_json::from_value::<RawError>(
+                serde_json::json!({"error_code": code, "message": message}),
+            )
+            .unwrap(),
             &format!("HTTP request to schema registry failed with status {status}"),
         )
     }
@@ -318,9 +352,16 @@ mod tests {
         );
         assert_eq!(e, Error::SchemaNotFound { id: 7 });
         assert!(!e.is_transient());
-        assert_eq!(e.to_string(), "schema id 7 not found in the schema registry");
+        assert_eq!(
+            e.to_string(),
+            "schema id 7 not found in the schema registry"
+        );
         // a 404 from something that is not a registry (wrong URL path): not the record's fault
-        let e = classify(Call::SchemaById(7), &http_error("404 Not Found", 0, "html"), "d".into());
+        let e = classify(
+            Call::SchemaById(7),
+            &http_error("404 Not Found", 0, "html"),
+            "d".into(),
+        );
         assert!(matches!(e, Error::RegistryUnavailable { .. }), "{e:?}");
         assert!(e.is_transient());
         assert!(e.to_string().contains("is the registry URL right?"));
@@ -328,9 +369,23 @@ mod tests {
 
     #[test]
     fn server_errors_timeouts_and_auth_are_transient() {
-        for status in ["500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable", "504 Gateway Timeout", "429 Too Many Requests", "408 Request Timeout"] {
-            let e = classify(Call::SchemaById(1), &http_error(status, 50001, "boom"), "detail".into());
-            assert!(matches!(e, Error::RegistryUnavailable { .. }), "{status}: {e:?}");
+        for status in [
+            "500 Internal Server Error",
+            "502 Bad Gateway",
+            "503 Service Unavailable",
+            "504 Gateway Timeout",
+            "429 Too Many Requests",
+            "408 Request Timeout",
+        ] {
+            let e = classify(
+                Call::SchemaById(1),
+                &http_error(status, 50001, "boom"),
+                "detail".into(),
+            );
+            assert!(
+                matches!(e, Error::RegistryUnavailable { .. }),
+                "{status}: {e:?}"
+            );
             assert!(e.is_transient());
         }
         let refused = SRCError::retryable_with_cause(
@@ -344,10 +399,15 @@ mod tests {
             "schema registry unavailable (fetching schema id 1): http call to schema registry failed: refused"
         );
         // a body that times out or is not registry JSON after a 200
-        let garbled = SRCError::non_retryable_with_cause("eof", "could not parse to RawRegisteredSchema");
+        let garbled =
+            SRCError::non_retryable_with_cause("eof", "could not parse to RawRegisteredSchema");
         assert!(classify(Call::SchemaById(1), &garbled, describe(&garbled)).is_transient());
         for status in ["401 Unauthorized", "403 Forbidden"] {
-            let e = classify(Call::Register("s"), &http_error(status, 40101, "no"), "d".into());
+            let e = classify(
+                Call::Register("s"),
+                &http_error(status, 40101, "no"),
+                "d".into(),
+            );
             assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
             assert!(e.is_transient());
             assert!(e.to_string().contains("credentials"));
@@ -361,7 +421,10 @@ mod tests {
             &http_error("409 Conflict", 409, "incompatible"),
             "HTTP request to schema registry failed with status 409 Conflict: incompatible".into(),
         );
-        assert!(matches!(e, Error::RegisterRejected { status: 409, .. }), "{e:?}");
+        assert!(
+            matches!(e, Error::RegisterRejected { status: 409, .. }),
+            "{e:?}"
+        );
         assert!(!e.is_transient());
         assert!(e.to_string().contains("waittimes_avro-value"));
     }
@@ -369,27 +432,45 @@ mod tests {
     #[test]
     fn secrets_never_show() {
         let settings = RegistrySettings {
-            urls: vec!["https://key:url-secret@sr.example.com/".into(), "http://second:8081".into()],
+            urls: vec![
+                "https://key:url-secret@sr.example.com/".into(),
+                "http://second:8081".into(),
+            ],
             basic_auth: Some(("api-key".into(), "s3cr3t-password".into())),
             timeout: Duration::from_secs(3),
             ca_location: None,
         };
         let shown = format!("{settings:?}");
-        assert!(!shown.contains("s3cr3t-password") && !shown.contains("url-secret"), "{shown}");
-        assert!(shown.contains("api-key") && shown.contains("https://***@sr.example.com/"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t-password") && !shown.contains("url-secret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("api-key") && shown.contains("https://***@sr.example.com/"),
+            "{shown}"
+        );
         let registry = Registry::new(settings).unwrap();
         let shown = format!("{registry:?}");
-        assert!(!shown.contains("s3cr3t-password") && !shown.contains("url-secret"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t-password") && !shown.contains("url-secret"),
+            "{shown}"
+        );
         let leaked = registry.redact(
             "error sending request for url (https://key:url-secret@sr.example.com/schemas/ids/1) with s3cr3t-password"
                 .into(),
         );
-        assert!(!leaked.contains("s3cr3t-password") && !leaked.contains("url-secret"), "{leaked}");
+        assert!(
+            !leaked.contains("s3cr3t-password") && !leaked.contains("url-secret"),
+            "{leaked}"
+        );
     }
 
     #[test]
     fn bad_settings_fail_early() {
-        let none = RegistrySettings { urls: vec![], ..Default::default() };
+        let none = RegistrySettings {
+            urls: vec![],
+            ..Default::default()
+        };
         assert!(matches!(Registry::new(none), Err(Error::Config(_))));
         let missing_ca = RegistrySettings {
             ca_location: Some("/nonexistent/ca.pem".into()),

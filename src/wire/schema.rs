@@ -28,12 +28,26 @@ pub(crate) enum Node {
     Double,
     Bytes,
     String,
-    Fixed { size: usize },
-    Enum { symbols: u32 },
-    Array { items: NodeId },
-    Map { values: NodeId },
-    Union { branches: Vec<NodeId> },
-    Record { name: String, aliases: Vec<String>, fields: Vec<Field> },
+    Fixed {
+        size: usize,
+    },
+    Enum {
+        symbols: u32,
+    },
+    Array {
+        items: NodeId,
+    },
+    Map {
+        values: NodeId,
+    },
+    Union {
+        branches: Vec<NodeId>,
+    },
+    Record {
+        name: String,
+        aliases: Vec<String>,
+        fields: Vec<Field>,
+    },
 }
 
 /// A record field.
@@ -85,9 +99,16 @@ impl Graph {
     pub(crate) fn parse(text: &str) -> Result<Graph, String> {
         let json: Json =
             serde_json::from_str(text).map_err(|e| format!("schema text is not JSON: {e}"))?;
-        let mut p = Parser { nodes: Vec::new(), names: HashMap::new() };
+        let mut p = Parser {
+            nodes: Vec::new(),
+            names: HashMap::new(),
+        };
         let root = p.parse(&json, None)?;
-        let mut g = Graph { nodes: p.nodes, root, min_size: Vec::new() };
+        let mut g = Graph {
+            nodes: p.nodes,
+            root,
+            min_size: Vec::new(),
+        };
         g.min_size = g.compute_min_sizes();
         Ok(g)
     }
@@ -149,7 +170,10 @@ fn primitive(name: &str) -> Option<Node> {
 }
 
 /// `(fullname, namespace of the definition)` for a named type.
-fn full_name(obj: &Map<String, Json>, enclosing: Option<&str>) -> Result<(String, Option<String>), String> {
+fn full_name(
+    obj: &Map<String, Json>,
+    enclosing: Option<&str>,
+) -> Result<(String, Option<String>), String> {
     let name = obj
         .get("name")
         .and_then(Json::as_str)
@@ -175,9 +199,10 @@ pub(crate) fn simple_name(full: &str) -> &str {
 
 fn string_list(v: Option<&Json>) -> Vec<String> {
     match v {
-        Some(Json::Array(items)) => {
-            items.iter().filter_map(|a| a.as_str().map(str::to_string)).collect()
-        }
+        Some(Json::Array(items)) => items
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -229,8 +254,14 @@ impl Parser {
         }
     }
 
-    fn parse_object(&mut self, obj: &Map<String, Json>, ns: Option<&str>) -> Result<NodeId, String> {
-        let ty = obj.get("type").ok_or_else(|| "a schema object has no \"type\"".to_string())?;
+    fn parse_object(
+        &mut self,
+        obj: &Map<String, Json>,
+        ns: Option<&str>,
+    ) -> Result<NodeId, String> {
+        let ty = obj
+            .get("type")
+            .ok_or_else(|| "a schema object has no \"type\"".to_string())?;
         let ty = match ty {
             Json::String(t) => t.as_str(),
             // {"type": {...}} or {"type": [...]}: the inner schema, annotations ignored
@@ -246,7 +277,9 @@ impl Parser {
                 };
                 let mut fields = Vec::with_capacity(list.len());
                 for f in list {
-                    let f = f.as_object().ok_or_else(|| format!("a field of {full:?} is not an object"))?;
+                    let f = f
+                        .as_object()
+                        .ok_or_else(|| format!("a field of {full:?} is not an object"))?;
                     let name = f
                         .get("name")
                         .and_then(Json::as_str)
@@ -263,7 +296,11 @@ impl Parser {
                     });
                 }
                 let aliases = string_list(obj.get("aliases"));
-                self.nodes[id as usize] = Node::Record { name: full, aliases, fields };
+                self.nodes[id as usize] = Node::Record {
+                    name: full,
+                    aliases,
+                    fields,
+                };
                 Ok(id)
             }
             "enum" => {
@@ -273,7 +310,8 @@ impl Parser {
                     Some(Json::Array(s)) => s.len(),
                     _ => return Err(format!("enum {full:?} has no \"symbols\" array")),
                 };
-                let symbols = u32::try_from(symbols).map_err(|_| format!("enum {full:?} has too many symbols"))?;
+                let symbols = u32::try_from(symbols)
+                    .map_err(|_| format!("enum {full:?} has too many symbols"))?;
                 self.nodes[id as usize] = Node::Enum { symbols };
                 Ok(id)
             }
@@ -289,12 +327,16 @@ impl Parser {
                 Ok(id)
             }
             "array" => {
-                let items = obj.get("items").ok_or_else(|| "an array schema has no \"items\"".to_string())?;
+                let items = obj
+                    .get("items")
+                    .ok_or_else(|| "an array schema has no \"items\"".to_string())?;
                 let items = self.parse(items, ns)?;
                 Ok(self.push(Node::Array { items }))
             }
             "map" => {
-                let values = obj.get("values").ok_or_else(|| "a map schema has no \"values\"".to_string())?;
+                let values = obj
+                    .get("values")
+                    .ok_or_else(|| "a map schema has no \"values\"".to_string())?;
                 let values = self.parse(values, ns)?;
                 Ok(self.push(Node::Map { values }))
             }
@@ -333,7 +375,12 @@ impl WriterSchema {
         let text = text.into();
         let avro = apache_avro::Schema::parse_str(&text).map_err(|e| e.to_string())?;
         let graph = Graph::parse(&text)?;
-        Ok(WriterSchema { id, text, avro, graph: Arc::new(graph) })
+        Ok(WriterSchema {
+            id,
+            text,
+            avro,
+            graph: Arc::new(graph),
+        })
     }
 
     /// The registry id.
@@ -380,7 +427,9 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let Node::Record { name, fields, .. } = g.node(g.root) else { panic!() };
+        let Node::Record { name, fields, .. } = g.node(g.root) else {
+            panic!()
+        };
         assert_eq!(name, "a.b.R");
         assert_eq!(fields[0].ty, fields[1].ty);
         assert_eq!(fields[0].ty, fields[2].ty);
@@ -389,9 +438,18 @@ mod tests {
         assert_eq!(g.node(fields[6].ty), &Node::Int);
         assert_eq!(g.node(fields[7].ty), &Node::Fixed { size: 16 });
         // the recursive reference points back at the record
-        let Node::Record { name, fields: inner, .. } = g.node(fields[3].ty) else { panic!() };
+        let Node::Record {
+            name,
+            fields: inner,
+            ..
+        } = g.node(fields[3].ty)
+        else {
+            panic!()
+        };
         assert_eq!(name, "c.Inner");
-        let Node::Union { branches } = g.node(inner[0].ty) else { panic!() };
+        let Node::Union { branches } = g.node(inner[0].ty) else {
+            panic!()
+        };
         assert_eq!(branches[1], fields[3].ty);
         // R: 3 + 3 + 3 + 1 (union) + 1 + 1 + 1 + 16
         assert_eq!(g.min_size[g.root as usize], 29);
@@ -400,8 +458,22 @@ mod tests {
     #[test]
     fn bad_schemas_are_reported() {
         assert!(Graph::parse("nope").unwrap_err().contains("not JSON"));
-        assert!(Graph::parse(r#""Unknown""#).unwrap_err().contains("unknown type name"));
-        assert!(Graph::parse(r#"{"type":"record","name":"R"}"#).unwrap_err().contains("fields"));
-        assert!(WriterSchema::parse(1, r#"{"type":"record","name":"R","fields":[{"name":"a","type":"Nope"}]}"#).is_err());
+        assert!(
+            Graph::parse(r#""Unknown""#)
+                .unwrap_err()
+                .contains("unknown type name")
+        );
+        assert!(
+            Graph::parse(r#"{"type":"record","name":"R"}"#)
+                .unwrap_err()
+                .contains("fields")
+        );
+        assert!(
+            WriterSchema::parse(
+                1,
+                r#"{"type":"record","name":"R","fields":[{"name":"a","type":"Nope"}]}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -5,7 +5,6 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::{ClientConfig, Message};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -13,6 +12,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Message};
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_schema_by_id, post_schema,
 };
@@ -56,7 +56,11 @@ pub fn require_stack() {
         .trim_start_matches("http://")
         .trim_start_matches("https://")
         .trim_end_matches('/');
-    reachable("Schema Registry", "WAITTIMES_TEST_SCHEMA_REGISTRY", host_port);
+    reachable(
+        "Schema Registry",
+        "WAITTIMES_TEST_SCHEMA_REGISTRY",
+        host_port,
+    );
 }
 
 /// `base` plus a suffix unique to this process and call, so tests can share one broker, run in

@@ -42,11 +42,16 @@ fn connection() -> Vec<String> {
 fn datagen_args(topics: &[String; 3], extra: &[&str]) -> DatagenArgs {
     let mut argv = vec!["datagen".to_string()];
     argv.extend(connection());
-    for (flag, topic) in ["--orders-topic", "--completed-topic", "--cancelled-topic"].iter().zip(topics) {
+    for (flag, topic) in ["--orders-topic", "--completed-topic", "--cancelled-topic"]
+        .iter()
+        .zip(topics)
+    {
         argv.extend([flag.to_string(), topic.clone()]);
     }
     argv.extend(extra.iter().map(|s| s.to_string()));
-    DatagenCli::try_parse_from(argv).expect("datagen flags").args
+    DatagenCli::try_parse_from(argv)
+        .expect("datagen flags")
+        .args
 }
 
 fn unique_topics(base: &str) -> [String; 3] {
@@ -58,7 +63,10 @@ fn unique_topics(base: &str) -> [String; 3] {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// One record read back: topic, key, timestamp, and the value decoded with the writer schema
@@ -118,10 +126,14 @@ async fn decode(m: &OwnedMessage, schemas: &mut HashMap<u32, (String, Schema)>) 
     let (text, schema) = &schemas[&id];
     let value = from_avro_datum(schema, &mut body, None).expect("value decodes");
     assert!(body.is_empty(), "trailing bytes after the Avro body");
-    let Value::Record(fields) = value else { panic!("not a record: {value:?}") };
+    let Value::Record(fields) = value else {
+        panic!("not a record: {value:?}")
+    };
     Decoded {
         topic: m.topic().to_string(),
-        key: m.key().map(|k| String::from_utf8(k.to_vec()).expect("UTF-8 key")),
+        key: m
+            .key()
+            .map(|k| String::from_utf8(k.to_vec()).expect("UTF-8 key")),
         timestamp: m.timestamp().to_millis().expect("a record timestamp"),
         schema_text: text.clone(),
         fields: fields.into_iter().collect(),
@@ -139,7 +151,10 @@ async fn workshop_mode_replicates_the_datagen_templates() {
     let topics = unique_topics("dg-workshop");
     common::create_topics(&[(&topics[0], 3), (&topics[1], 3), (&topics[2], 3)]).await;
     let before = now_ms();
-    let args = datagen_args(&topics, &["--count", "600", "--max-interval", "0", "--seed", "11"]);
+    let args = datagen_args(
+        &topics,
+        &["--count", "600", "--max-interval", "0", "--seed", "11"],
+    );
     let summary = datagen::run(args).await.expect("datagen run");
     let after = now_ms();
     assert_eq!(summary.events(), 600);
@@ -152,17 +167,31 @@ async fn workshop_mode_replicates_the_datagen_templates() {
     for r in &records {
         let store = r.int("store_id");
         assert!((1..=9).contains(&store), "store_id {store}");
-        assert_eq!(r.key.as_deref(), Some(store.to_string().as_str()), "key = store_id");
+        assert_eq!(
+            r.key.as_deref(),
+            Some(store.to_string().as_str()),
+            "key = store_id"
+        );
         assert!((18000..=18999).contains(&r.int("date")));
-        assert!(r.timestamp >= before - 1000 && r.timestamp <= after + 1000, "send time");
-        ids.entry(r.topic.as_str()).or_default().push(r.int("store_order_id"));
+        assert!(
+            r.timestamp >= before - 1000 && r.timestamp <= after + 1000,
+            "send time"
+        );
+        ids.entry(r.topic.as_str())
+            .or_default()
+            .push(r.int("store_order_id"));
         let upstream = if r.topic == topics[0] {
             assert_eq!(r.string("status"), "accepted");
             assert!((1000..=1999).contains(&r.int("coupon_code")));
-            let Some(Value::Array(lines)) = r.fields.get("order_lines") else { panic!() };
+            let Some(Value::Array(lines)) = r.fields.get("order_lines") else {
+                panic!()
+            };
             assert!((1..=4).contains(&lines.len()), "{} lines", lines.len());
             for line in lines {
-                assert!(options.contains(line), "line not among the template's options: {line:?}");
+                assert!(
+                    options.contains(line),
+                    "line not among the template's options: {line:?}"
+                );
             }
             waittimes::wire::UPSTREAM_PIZZA_ORDERS
         } else if r.topic == topics[1] {
@@ -175,14 +204,19 @@ async fn workshop_mode_replicates_the_datagen_templates() {
             waittimes::wire::UPSTREAM_PIZZA_ORDERS_CANCELLED
         };
         // Registered as Datagen registers it: the template text, generation hints included.
-        assert!(same_json(&r.schema_text, upstream), "registered schema differs from upstream");
+        assert!(
+            same_json(&r.schema_text, upstream),
+            "registered schema differs from upstream"
+        );
     }
     // Each topic iterates its own ids: orders 1000, 1001, ...; completed even; cancelled odd.
     let (start, step) = ([1000, 1000, 1001], [1, 2, 2]);
     for (i, topic) in topics.iter().enumerate() {
         let mut got = ids.remove(topic.as_str()).unwrap_or_default();
         got.sort_unstable();
-        let want: Vec<i32> = (0..got.len() as i32).map(|n| start[i] + n * step[i]).collect();
+        let want: Vec<i32> = (0..got.len() as i32)
+            .map(|n| start[i] + n * step[i])
+            .collect();
         assert_eq!(got, want, "{topic}");
         assert!(got.len() > 100, "{topic}: {} records", got.len());
         assert_eq!(summary.topics[i], (topic.clone(), got.len() as u64));
@@ -201,11 +235,26 @@ fn order_line_options() -> Vec<Value> {
         .iter()
         .map(|o| {
             Value::Record(vec![
-                ("product_id".into(), Value::Int(o["product_id"].as_i64().unwrap() as i32)),
-                ("category".into(), Value::String(o["category"].as_str().unwrap().into())),
-                ("quantity".into(), Value::Int(o["quantity"].as_i64().unwrap() as i32)),
-                ("unit_price".into(), Value::Double(o["unit_price"].as_f64().unwrap())),
-                ("net_price".into(), Value::Double(o["net_price"].as_f64().unwrap())),
+                (
+                    "product_id".into(),
+                    Value::Int(o["product_id"].as_i64().unwrap() as i32),
+                ),
+                (
+                    "category".into(),
+                    Value::String(o["category"].as_str().unwrap().into()),
+                ),
+                (
+                    "quantity".into(),
+                    Value::Int(o["quantity"].as_i64().unwrap() as i32),
+                ),
+                (
+                    "unit_price".into(),
+                    Value::Double(o["unit_price"].as_f64().unwrap()),
+                ),
+                (
+                    "net_price".into(),
+                    Value::Double(o["net_price"].as_f64().unwrap()),
+                ),
             ])
         })
         .collect()
@@ -218,11 +267,28 @@ async fn sim_mode_is_coherent_and_matches_its_truth() {
     let truth_path = std::env::temp_dir().join(format!("{}.csv", common::unique("dg-truth")));
     let truth_arg = truth_path.to_string_lossy().to_string();
     // 2024-03-01T11:00:00Z: through the lunch rush. --create-topics: the topics do not exist.
-    let args = datagen_args(&topics, &[
-        "--mode", "sim", "--stores", "4", "--speed", "0", "--count", "1500", "--seed", "3",
-        "--start", "1709290800000", "--truth", &truth_arg, "--create-topics",
-        "--partitions", "2",
-    ]);
+    let args = datagen_args(
+        &topics,
+        &[
+            "--mode",
+            "sim",
+            "--stores",
+            "4",
+            "--speed",
+            "0",
+            "--count",
+            "1500",
+            "--seed",
+            "3",
+            "--start",
+            "1709290800000",
+            "--truth",
+            &truth_arg,
+            "--create-topics",
+            "--partitions",
+            "2",
+        ],
+    );
     let summary = datagen::run(args).await.expect("datagen run");
     assert_eq!(summary.events(), 1500);
 
@@ -233,20 +299,39 @@ async fn sim_mode_is_coherent_and_matches_its_truth() {
         let key = (r.int("store_id"), r.int("store_order_id"));
         assert!((1..=4).contains(&key.0));
         assert_eq!(r.key.as_deref(), Some(key.0.to_string().as_str()));
-        assert!(r.timestamp >= 1_709_290_800_000, "simulated time, not wall time");
-        assert_eq!(i64::from(r.int("date")), r.timestamp / 86_400_000, "date = event day");
+        assert!(
+            r.timestamp >= 1_709_290_800_000,
+            "simulated time, not wall time"
+        );
+        assert_eq!(
+            i64::from(r.int("date")),
+            r.timestamp / 86_400_000,
+            "date = event day"
+        );
         if r.topic == topics[0] {
             assert_eq!(r.string("status"), "accepted");
-            assert!(placed.insert(key, r.timestamp).is_none(), "duplicate order {key:?}");
+            assert!(
+                placed.insert(key, r.timestamp).is_none(),
+                "duplicate order {key:?}"
+            );
         } else {
-            let status = if r.topic == topics[1] { "completed" } else { "cancelled" };
+            let status = if r.topic == topics[1] {
+                "completed"
+            } else {
+                "cancelled"
+            };
             assert_eq!(r.string("status"), status);
-            assert!(ends.insert(key, (status, r.timestamp)).is_none(), "ended twice {key:?}");
+            assert!(
+                ends.insert(key, (status, r.timestamp)).is_none(),
+                "ended twice {key:?}"
+            );
         }
     }
     // Every end follows its own order in time.
     for (key, (_, at)) in &ends {
-        let placed_at = placed.get(key).unwrap_or_else(|| panic!("{key:?} ended, never placed"));
+        let placed_at = placed
+            .get(key)
+            .unwrap_or_else(|| panic!("{key:?} ended, never placed"));
         assert!(placed_at < at, "{key:?} ends before it was placed");
     }
     assert!(ends.values().filter(|e| e.0 == "completed").count() > 300);
@@ -255,7 +340,10 @@ async fn sim_mode_is_coherent_and_matches_its_truth() {
     let truth = std::fs::read_to_string(&truth_path).expect("truth file");
     let _ = std::fs::remove_file(&truth_path);
     let mut lines = truth.lines();
-    assert_eq!(lines.next(), Some("store_id,store_order_id,placed_at_ms,outcome,ended_at_ms,wait_ms"));
+    assert_eq!(
+        lines.next(),
+        Some("store_id,store_order_id,placed_at_ms,outcome,ended_at_ms,wait_ms")
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), ends.len());
     assert_eq!(summary.truth_rows, Some(ends.len() as u64));
@@ -266,7 +354,11 @@ async fn sim_mode_is_coherent_and_matches_its_truth() {
         assert_eq!(row[3], status);
         assert_eq!(n(2), placed[&key]);
         assert_eq!(n(4), ended_at);
-        assert_eq!(n(5), ended_at - placed[&key], "wait = end event time - placement time");
+        assert_eq!(
+            n(5),
+            ended_at - placed[&key],
+            "wait = end event time - placement time"
+        );
     }
 }
 
@@ -276,7 +368,10 @@ async fn rate_and_duration_bound_a_run() {
     let topics = unique_topics("dg-rate");
     common::create_topics(&[(&topics[0], 1), (&topics[1], 1), (&topics[2], 1)]).await;
     // 100 events at 200/s take about half a second.
-    let args = datagen_args(&topics, &["--count", "100", "--rate", "200", "--max-interval", "0"]);
+    let args = datagen_args(
+        &topics,
+        &["--count", "100", "--rate", "200", "--max-interval", "0"],
+    );
     let s = datagen::run(args).await.expect("rate-capped run");
     assert_eq!(s.events(), 100);
     assert!(s.elapsed >= Duration::from_millis(450), "{:?}", s.elapsed);
@@ -293,18 +388,29 @@ async fn seed_priors_writes_the_workshops_stale_values_without_keys() {
     let topic = common::unique("dg-waittimes");
     let mut argv = vec!["seed-priors".to_string()];
     argv.extend(connection());
-    argv.extend(["--wait-times-topic".into(), topic.clone(), "--create-topics".into()]);
-    let args = SeedPriorsCli::try_parse_from(argv).expect("seed-priors flags").args;
+    argv.extend([
+        "--wait-times-topic".into(),
+        topic.clone(),
+        "--create-topics".into(),
+    ]);
+    let args = SeedPriorsCli::try_parse_from(argv)
+        .expect("seed-priors flags")
+        .args;
     datagen::seed_priors(args).await.expect("seed-priors");
 
     let records = read_back(&[&topic], 10).await;
-    let got: Vec<(i32, i32)> =
-        records.iter().map(|r| (r.int("store_id"), r.int("wait_time"))).collect();
+    let got: Vec<(i32, i32)> = records
+        .iter()
+        .map(|r| (r.int("store_id"), r.int("wait_time")))
+        .collect();
     let mut sorted = got.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, WORKSHOP_PRIORS.to_vec());
     for r in &records {
         assert_eq!(r.key, None, "the workshop seeds values only");
-        assert!(same_json(&r.schema_text, waittimes::wire::WAIT_TIMES_SCHEMA));
+        assert!(same_json(
+            &r.schema_text,
+            waittimes::wire::WAIT_TIMES_SCHEMA
+        ));
     }
 }

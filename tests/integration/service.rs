@@ -11,9 +11,7 @@ use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use waittimes::config::{Config, EnvVars};
-use waittimes::wire::{
-    self, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord,
-};
+use waittimes::wire::{self, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord};
 
 use crate::common::{self, TIMEOUT};
 
@@ -54,7 +52,10 @@ impl Topics {
         [
             ("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", common::bootstrap()),
             ("WAITTIMES__KAFKA__GROUP_ID", self.group.clone()),
-            ("WAITTIMES__SCHEMA_REGISTRY__URL", common::schema_registry_url()),
+            (
+                "WAITTIMES__SCHEMA_REGISTRY__URL",
+                common::schema_registry_url(),
+            ),
             ("WAITTIMES__TOPICS__ORDERS", self.orders.clone()),
             ("WAITTIMES__TOPICS__COMPLETED", self.completed.clone()),
             ("WAITTIMES__TOPICS__CANCELLED", self.cancelled.clone()),
@@ -80,15 +81,29 @@ impl Service {
     pub async fn start(topics: &Topics) -> Service {
         let mut env = topics.env();
         // Tansu joins a group in half the session timeout: keep it short in tests.
-        env.push(("WAITTIMES__KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".into(), "6000".into()));
+        env.push((
+            "WAITTIMES__KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".into(),
+            "6000".into(),
+        ));
         let config = Config::load_with_env(None, EnvVars::from_vars(env)).expect("test config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(waittimes::pipeline::run_with_listener(config, listener, async {
-            let _ = rx.await;
-        }));
-        Service { base, stop: Some(tx), task, client: reqwest::Client::new() }
+        let task = tokio::spawn(waittimes::pipeline::run_with_listener(
+            config,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Service {
+            base,
+            stop: Some(tx),
+            task,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -101,8 +116,9 @@ impl Service {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let status = response.status().as_u16();
         let body = response.text().await.expect("body");
-        let json = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("GET {path} gave {status} with a non-JSON body {body:?}: {e}"));
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| {
+            panic!("GET {path} gave {status} with a non-JSON body {body:?}: {e}")
+        });
         (status, json)
     }
 
@@ -114,7 +130,10 @@ impl Service {
             if status == 200 {
                 return;
             }
-            assert!(Instant::now() < deadline, "not ready after {TIMEOUT:?}: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "not ready after {TIMEOUT:?}: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -148,7 +167,10 @@ impl Service {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Produces upstream-schema records with explicit timestamps, keyed by store id.
@@ -159,7 +181,10 @@ pub struct Producer {
 
 impl Producer {
     pub fn new() -> Producer {
-        Producer { producer: common::producer(), ids: HashMap::new() }
+        Producer {
+            producer: common::producer(),
+            ids: HashMap::new(),
+        }
     }
 
     async fn schema_id(&mut self, topic: &str, schema: &str) -> u32 {
@@ -189,7 +214,8 @@ impl Producer {
         let id = self.schema_id(topic, R::SCHEMA).await;
         let mut buf = Vec::new();
         r.write_framed(id, &mut buf);
-        self.raw(topic, Some(&store.to_string()), Some(&buf), at).await;
+        self.raw(topic, Some(&store.to_string()), Some(&buf), at)
+            .await;
     }
 
     pub async fn order(&mut self, t: &Topics, store: i32, id: i32, at: i64) {
@@ -204,7 +230,15 @@ impl Producer {
         self.record(&t.orders, store, &r, at).await;
     }
 
-    pub async fn completed(&mut self, t: &Topics, store: i32, id: i32, rack: i32, delivery: i32, at: i64) {
+    pub async fn completed(
+        &mut self,
+        t: &Topics,
+        store: i32,
+        id: i32,
+        rack: i32,
+        delivery: i32,
+        at: i64,
+    ) {
         let r = PizzaOrderCompleted {
             store_id: store,
             store_order_id: id,
@@ -217,7 +251,12 @@ impl Producer {
     }
 
     pub async fn cancelled(&mut self, t: &Topics, store: i32, id: i32, at: i64) {
-        let r = PizzaOrderCancelled { store_id: store, store_order_id: id, date: 18500, status: "cancelled" };
+        let r = PizzaOrderCancelled {
+            store_id: store,
+            store_order_id: id,
+            date: 18500,
+            status: "cancelled",
+        };
         self.record(&t.cancelled, store, &r, at).await;
     }
 
@@ -238,7 +277,10 @@ async fn published(t: &Topics, check: impl Fn(&HashMap<i32, i32>) -> bool) -> Ha
     let mut schemas: HashMap<u32, apache_avro::Schema> = HashMap::new();
     let deadline = Instant::now() + TIMEOUT;
     while !check(&last) {
-        assert!(Instant::now() < deadline, "wait-times topic never matched; last: {last:?}");
+        assert!(
+            Instant::now() < deadline,
+            "wait-times topic never matched; last: {last:?}"
+        );
         let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
         else {
             continue;
@@ -251,14 +293,19 @@ async fn published(t: &Topics, check: impl Fn(&HashMap<i32, i32>) -> bool) -> Ha
         }
         let schema = &schemas[&id];
         let value = apache_avro::from_avro_datum(schema, &mut &body[..], None).expect("avro");
-        let apache_avro::types::Value::Record(fields) = value else { panic!("not a record") };
+        let apache_avro::types::Value::Record(fields) = value else {
+            panic!("not a record")
+        };
         let field = |name: &str| match fields.iter().find(|(n, _)| n == name) {
             Some((_, apache_avro::types::Value::Int(v))) => *v,
             other => panic!("field {name}: {other:?}"),
         };
         let store = field("store_id");
         if let Some(key) = msg.key() {
-            assert_eq!(std::str::from_utf8(key).expect("utf-8 key"), store.to_string());
+            assert_eq!(
+                std::str::from_utf8(key).expect("utf-8 key"),
+                store.to_string()
+            );
         }
         last.insert(store, field("wait_time"));
     }
@@ -275,7 +322,8 @@ async fn coherent_lifecycles_give_exact_wait_times() {
     for i in 0..5 {
         let placed = base + i as i64 * MINUTE;
         p.order(&t, 1, 100 + i, placed).await;
-        p.completed(&t, 1, 100 + i, 200, 1500, placed + (11 + i as i64) * MINUTE).await;
+        p.completed(&t, 1, 100 + i, 200, 1500, placed + (11 + i as i64) * MINUTE)
+            .await;
     }
     // Store 2: two completions (20 and 30 minutes), one cancellation, one order still open.
     p.order(&t, 2, 1, base).await;
@@ -294,26 +342,45 @@ async fn coherent_lifecycles_give_exact_wait_times() {
     assert_eq!(s1["basis"], "live");
     assert_eq!(s1["p50_minutes"], 13.0, "{s1}");
     assert_eq!(s1["open_orders"], 0);
-    assert!(s1["updated_at"].as_str().is_some_and(|s| s.ends_with('Z')), "{s1}");
+    assert!(
+        s1["updated_at"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{s1}"
+    );
     let s2 = svc.wait_for_store(2, |b| b["observations"] == 2).await;
     assert_eq!(s2["open_orders"], 1, "{s2}");
     assert_eq!(s2["basis"], "live");
-    assert_eq!(s2["cancellation_rate"].as_f64().map(|r| (r * 3.0).round()), Some(1.0), "{s2}");
+    assert_eq!(
+        s2["cancellation_rate"].as_f64().map(|r| (r * 3.0).round()),
+        Some(1.0),
+        "{s2}"
+    );
     let (status, all) = svc.get("/stores").await;
     assert_eq!(status, 200);
-    let ids: Vec<i64> = all.as_array().expect("array").iter().filter_map(|s| s["store_id"].as_i64()).collect();
+    let ids: Vec<i64> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s["store_id"].as_i64())
+        .collect();
     assert_eq!(ids, vec![1, 2]);
 
     let s2_minutes = s2["wait_time_minutes"].as_i64().expect("a live value") as i32;
-    let out = published(&t, |m| m.get(&1) == Some(&13) && m.get(&2) == Some(&s2_minutes)).await;
+    let out = published(&t, |m| {
+        m.get(&1) == Some(&13) && m.get(&2) == Some(&s2_minutes)
+    })
+    .await;
     assert_eq!(out.len(), 2, "{out:?}");
 
-    // Live: one more order for store 1 completing in 21 minutes moves the answer on both faces.
-    let placed = now_ms() - 30 * MINUTE;
-    p.order(&t, 1, 200, placed).await;
-    p.completed(&t, 1, 200, 200, 1500, placed + 21 * MINUTE).await;
-    let s1 = svc.wait_for_store(1, |b| b["observations"] == 6).await;
-    assert_eq!(s1["wait_time_minutes"], 14, "median of 11..=15 and 21: {s1}");
+    // Live: two more orders for store 1 (21 and 22 minutes, completing inside the window of
+    // the earlier ones) move the answer on both faces: median of 11..=15, 21, 22 is 14.
+    for (id, wait) in [(200, 21), (201, 22)] {
+        let placed = base + 5 * MINUTE;
+        p.order(&t, 1, id, placed).await;
+        p.completed(&t, 1, id, 200, 1500, placed + wait * MINUTE)
+            .await;
+    }
+    let s1 = svc.wait_for_store(1, |b| b["observations"] == 7).await;
+    assert_eq!(s1["wait_time_minutes"], 14, "{s1}");
     published(&t, |m| m.get(&1) == Some(&14)).await;
     svc.stop().await;
 }
@@ -371,20 +438,29 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
     }
     .write_framed(completed_id, &mut good);
     let mut negative = Vec::new();
-    PizzaOrderCompleted { store_id: -3, ..sample_completed() }.write_framed(completed_id, &mut negative);
+    PizzaOrderCompleted {
+        store_id: -3,
+        ..sample_completed()
+    }
+    .write_framed(completed_id, &mut negative);
     let bad: Vec<(&str, Option<Vec<u8>>)> = vec![
         ("garbage", Some(b"this is not avro at all".to_vec())),
         ("wrong magic", Some([&[1u8][..], &good[1..]].concat())),
-        ("unknown schema id", Some([&[0u8, 0x7f, 0xff, 0xff, 0x00][..], &good[5..]].concat())),
+        (
+            "unknown schema id",
+            Some([&[0u8, 0x7f, 0xff, 0xff, 0x00][..], &good[5..]].concat()),
+        ),
         ("truncated", Some(good[..good.len() - 3].to_vec())),
         ("negative store", Some(negative)),
         ("empty", Some(Vec::new())),
         ("tombstone", None),
     ];
     for (_, payload) in &bad {
-        p.raw(&t.completed, Some("3"), payload.as_deref(), base + MINUTE).await;
+        p.raw(&t.completed, Some("3"), payload.as_deref(), base + MINUTE)
+            .await;
     }
-    p.raw(&t.completed, Some("3"), Some(&good), base + 9 * MINUTE).await;
+    p.raw(&t.completed, Some("3"), Some(&good), base + 9 * MINUTE)
+        .await;
 
     let svc = Service::start(&t).await;
     svc.wait_ready().await;
@@ -408,7 +484,11 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
         assert_eq!(header("waittimes.source.partition"), "0", "{what}");
         assert!(!header("waittimes.error").is_empty(), "{what}");
         // Kafka may carry an empty value as null: compare the bytes.
-        assert_eq!(letter.payload().unwrap_or_default(), payload.as_deref().unwrap_or_default(), "{what}");
+        assert_eq!(
+            letter.payload().unwrap_or_default(),
+            payload.as_deref().unwrap_or_default(),
+            "{what}"
+        );
         assert_eq!(letter.key(), Some(&b"3"[..]), "{what}");
     }
     let offsets: Vec<String> = letters
@@ -422,9 +502,15 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
                 .expect("offset header")
         })
         .collect();
-    assert_eq!(offsets, (0..bad.len()).map(|o| o.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        offsets,
+        (0..bad.len()).map(|o| o.to_string()).collect::<Vec<_>>()
+    );
     let (_, metrics) = raw_get(&svc, "/metrics").await;
-    assert!(metrics.contains("waittimes_dead_letters_total"), "{metrics}");
+    assert!(
+        metrics.contains("waittimes_dead_letters_total"),
+        "{metrics}"
+    );
     svc.stop().await;
 }
 
@@ -440,7 +526,9 @@ fn sample_completed() -> PizzaOrderCompleted<'static> {
 }
 
 async fn raw_get(svc: &Service, path: &str) -> (u16, String) {
-    let r = reqwest::get(format!("{}{path}", svc.base)).await.expect("GET");
+    let r = reqwest::get(format!("{}{path}", svc.base))
+        .await
+        .expect("GET");
     (r.status().as_u16(), r.text().await.expect("body"))
 }
 
@@ -478,10 +566,18 @@ async fn bad_http_input_gets_json_errors() {
     let t = Topics::create(1).await;
     let svc = Service::start(&t).await;
     svc.wait_ready().await;
-    for path in ["/stores/abc/wait", "/stores/0/wait", "/stores/-4/wait", "/stores/2147483648/wait"] {
+    for path in [
+        "/stores/abc/wait",
+        "/stores/0/wait",
+        "/stores/-4/wait",
+        "/stores/2147483648/wait",
+    ] {
         let (status, body) = svc.get(path).await;
         assert_eq!(status, 400, "{path}: {body}");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {body}"
+        );
     }
     let (status, body) = svc.get("/stores/42/wait").await;
     assert_eq!(status, 404, "{body}");

@@ -172,7 +172,10 @@ async fn producer_timestamps_and_headers_survive_the_broker() {
         assert_eq!(
             header_pairs(message),
             vec![
-                ("source-topic".to_owned(), Some(b"pizza_orders_avro".to_vec())),
+                (
+                    "source-topic".to_owned(),
+                    Some(b"pizza_orders_avro".to_vec())
+                ),
                 ("source-offset".to_owned(), Some(i.to_string().into_bytes())),
                 ("binary".to_owned(), Some(vec![0, 255, 1])),
                 ("null-value".to_owned(), None),
@@ -344,7 +347,11 @@ async fn consumer_groups_commit_and_resume_across_partitions() {
         started.elapsed()
     );
     for m in &batch {
-        assert_eq!(m.payload(), Some(&b"second"[..]), "resumed after the commit");
+        assert_eq!(
+            m.payload(),
+            Some(&b"second"[..]),
+            "resumed after the commit"
+        );
         assert_eq!(m.offset(), 2);
     }
     common::assert_no_more(&second, Duration::from_millis(500)).await;
