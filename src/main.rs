@@ -22,6 +22,7 @@ enum Command {
     ///
     /// Every configuration key can be overridden by an environment variable
     /// WAITTIMES__SECTION__KEY, e.g. WAITTIMES__KAFKA__BOOTSTRAP_SERVERS.
+    #[command(after_long_help = waittimes::config::reference_text())]
     Run {
         /// The TOML configuration file (see config/default.toml for every key).
         #[arg(long, short, env = "WAITTIMES_CONFIG")]

@@ -401,9 +401,7 @@ fn handle_message(
     input: &mut Input,
     store_partition: &mut HashMap<StoreId, i32>,
 ) -> Option<Blocked> {
-    let Some(kind) = kind_of(&input.topics, msg.topic()) else {
-        return None;
-    };
+    let kind = kind_of(&input.topics, msg.topic())?;
     let at = match msg.timestamp() {
         Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
         Timestamp::NotAvailable => now_ms(),

@@ -82,7 +82,7 @@ impl Service {
         let mut env = topics.env();
         // Tansu joins a group in half the session timeout: keep it short in tests.
         env.push((
-            "WAITTIMES__KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".into(),
+            "WAITTIMES__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS".into(),
             "6000".into(),
         ));
         let config = Config::load_with_env(None, EnvVars::from_vars(env)).expect("test config");
