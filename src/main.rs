@@ -31,6 +31,11 @@ enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
     },
+    /// Generate order events: a replica of the workshop's Datagen connectors, or a coherent
+    /// simulated chain.
+    Datagen(waittimes::datagen::DatagenArgs),
+    /// Seed the wait-times topic with the workshop's stale values (values only, no key).
+    SeedPriors(waittimes::datagen::SeedPriorsArgs),
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig {
         #[arg(long, short, env = "WAITTIMES_CONFIG")]
@@ -58,12 +63,18 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config.log.level, json)?;
             tracing::info!(config = %config.redacted_summary(), "starting");
             config.log_warnings();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("waittimes-rt")
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(waittimes::pipeline::run(config, shutdown_signal()))?;
+            runtime()?.block_on(waittimes::pipeline::run(config, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::Datagen(args) => {
+            init_logging("info", false)?;
+            let summary = runtime()?.block_on(waittimes::datagen::run(args))?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::SeedPriors(args) => {
+            init_logging("info", false)?;
+            runtime()?.block_on(waittimes::datagen::seed_priors(args))?;
             Ok(())
         }
         Command::CheckConfig { config } => {
@@ -73,6 +84,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("waittimes-rt")
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logging(level: &str, json: bool) -> anyhow::Result<()> {

@@ -87,7 +87,10 @@ mod tests {
         let mut r = RateLimiter::new(100.0).unwrap();
         // All events ready at once: they go 10 ms apart.
         let slots: Vec<_> = (0..5).map(|_| r.reserve(Duration::ZERO)).collect();
-        assert_eq!(slots, vec![0 * MS, 10 * MS, 20 * MS, 30 * MS, 40 * MS]);
+        assert_eq!(
+            slots,
+            vec![Duration::ZERO, 10 * MS, 20 * MS, 30 * MS, 40 * MS]
+        );
     }
 
     #[test]

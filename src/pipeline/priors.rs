@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::domain::StoreId;
 use crate::pipeline::Error;
@@ -24,7 +25,8 @@ pub fn load(
     runtime: &tokio::runtime::Handle,
     deadline: Duration,
 ) -> Result<Priors, Error> {
-    let consumer: BaseConsumer = config.create().map_err(Error::Kafka)?;
+    let consumer: BaseConsumer<QuietEof> =
+        config.create_with_context(QuietEof).map_err(Error::Kafka)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(Error::Kafka)?;
@@ -122,3 +124,16 @@ pub struct Priors {
     pub values: HashMap<StoreId, i32>,
     pub skipped: u64,
 }
+
+/// The reader's context: end-of-partition is how it knows it is done, not an error to log.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "kafka client error while reading priors");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}

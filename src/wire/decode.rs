@@ -29,7 +29,7 @@ use std::sync::{Arc, LazyLock};
 use crate::domain::{InputKind, OrderCancelled, OrderCompleted, OrderEvent, OrderPlaced, StoreId};
 
 use super::framing::{self, FramingError};
-use super::schema::{Graph, Node, NodeId, WriterSchema, simple_name};
+use super::schema::{Graph, Node, NodeId, Simple, WriterSchema, simple_name};
 
 /// Deepest nesting of arrays, maps, unions and records a skipped value may have. Deeper values
 /// (only possible with recursive schemas) are rejected rather than risking the stack.
@@ -628,11 +628,16 @@ impl Cursor<'_> {
         }
     }
 
-    /// Skips one value of writer type `id`.
-    fn skip(&mut self, g: &Graph, id: NodeId, depth: u32) -> Result<(), Problem> {
-        match g.node(id) {
-            Node::Null => Ok(()),
-            Node::Boolean => match self.buf.get(self.pos) {
+    /// Skips one value of a type that needs no recursion.
+    #[inline(always)]
+    fn skip_simple(&mut self, s: Simple) -> Result<(), Problem> {
+        match s {
+            Simple::Int => self.int().map(drop),
+            Simple::Bytes => self.skip_len(),
+            Simple::Fixed(n) => self.take(n),
+            Simple::Long => self.long().map(drop),
+            Simple::Null => Ok(()),
+            Simple::Boolean => match self.buf.get(self.pos) {
                 Some(0 | 1) => {
                     self.pos += 1;
                     Ok(())
@@ -640,22 +645,34 @@ impl Cursor<'_> {
                 Some(&b) => Err(Problem::BadBoolean(b)),
                 None => Err(Problem::Truncated),
             },
-            Node::Int => self.int().map(drop),
-            Node::Long => self.long().map(drop),
-            Node::Float => self.take(4),
-            Node::Double => self.take(8),
-            Node::Bytes | Node::String => self.skip_len(),
-            Node::Fixed { size } => self.take(*size),
-            Node::Enum { symbols } => {
+            Simple::Enum(symbols) => {
                 let index = self.long()?;
-                if index < 0 || index >= i64::from(*symbols) {
-                    return Err(Problem::BadEnumIndex {
-                        index,
-                        symbols: *symbols,
-                    });
+                if index < 0 || index >= i64::from(symbols) {
+                    return Err(Problem::BadEnumIndex { index, symbols });
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Skips one value of writer type `id`.
+    fn skip(&mut self, g: &Graph, id: NodeId, depth: u32) -> Result<(), Problem> {
+        let node = g.node(id);
+        if let Some(simple) = Simple::of(node) {
+            return self.skip_simple(simple);
+        }
+        match node {
+            // handled above
+            Node::Null
+            | Node::Boolean
+            | Node::Int
+            | Node::Long
+            | Node::Float
+            | Node::Double
+            | Node::Bytes
+            | Node::String
+            | Node::Fixed { .. }
+            | Node::Enum { .. } => Ok(()),
             Node::Array { items } => self.skip_blocks(g, false, *items, depth),
             Node::Map { values } => self.skip_blocks(g, true, *values, depth),
             Node::Union { branches } => {
@@ -673,6 +690,9 @@ impl Cursor<'_> {
                 self.skip(g, *branch, depth + 1)
             }
             Node::Record { fields, .. } => {
+                if let Some(flat) = &g.flat[id as usize] {
+                    return flat.iter().try_for_each(|s| self.skip_simple(*s));
+                }
                 if depth >= MAX_DEPTH {
                     return Err(Problem::TooDeep);
                 }
@@ -723,11 +743,23 @@ impl Cursor<'_> {
             if count > remaining as u64 / min_item {
                 return Err(Problem::ItemsExceedInput { count, remaining });
             }
-            for _ in 0..count {
-                if is_map {
-                    self.skip_len()?;
+            match (is_map, &g.flat[item as usize]) {
+                // arrays of flat records (like order_lines): no recursion per item
+                (false, Some(flat)) => {
+                    for _ in 0..count {
+                        for s in flat.iter() {
+                            self.skip_simple(*s)?;
+                        }
+                    }
                 }
-                self.skip(g, item, depth + 1)?;
+                _ => {
+                    for _ in 0..count {
+                        if is_map {
+                            self.skip_len()?;
+                        }
+                        self.skip(g, item, depth + 1)?;
+                    }
+                }
             }
         }
     }
@@ -786,10 +818,10 @@ impl Decoders {
     /// an earlier [`learn_missing`](Self::learn_missing). An incompatible writer schema is not an
     /// error here: decoding a record of that id for that reader reports it.
     pub fn learn(&mut self, schema_id: u32, schema: &WriterSchema) {
-        if let Some(&i) = self.index.get(&schema_id) {
-            if matches!(self.entries[i].1, Entry::Known(_)) {
-                return;
-            }
+        if let Some(&i) = self.index.get(&schema_id)
+            && matches!(self.entries[i].1, Entry::Known(_))
+        {
+            return;
         }
         let plans: [Result<Plan, Arc<str>>; READER_COUNT] =
             std::array::from_fn(|r| Plan::compile(&READERS[r], &schema.graph).map_err(Arc::from));

@@ -91,7 +91,7 @@ mod tests {
             Err(FramingError::BadMagic { found: 1 })
         );
         // a short value with a wrong first byte is reported as not Confluent at all
-        assert_eq!(parse(&[b'{']), Err(FramingError::BadMagic { found: b'{' }));
+        assert_eq!(parse(b"{"), Err(FramingError::BadMagic { found: b'{' }));
         assert_eq!(
             parse(&[0, 0, 0, 0, 0, 2]),
             Err(FramingError::InvalidSchemaId { id: 0 })

@@ -178,10 +178,10 @@ impl Registry {
         if let Some(s) = lock(&self.schemas).get(&id) {
             return Ok(s.clone());
         }
-        if let Some((err, at)) = lock(&self.failures).get(&id) {
-            if at.elapsed() < NEGATIVE_TTL {
-                return Err(err.clone());
-            }
+        if let Some((err, at)) = lock(&self.failures).get(&id)
+            && at.elapsed() < NEGATIVE_TTL
+        {
+            return Err(err.clone());
         }
         let result = match get_schema_by_id(id, &self.settings).await {
             Ok(registered) => {

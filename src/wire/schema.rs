@@ -81,13 +81,48 @@ impl Node {
     }
 }
 
-/// A parsed schema: its nodes, the root, and for every node a lower bound of the bytes one of
-/// its values occupies on the wire (used to reject absurd array counts before looping).
+/// How to skip a value of a type that needs no recursion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simple {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    /// Bytes or string: a length, then that many bytes.
+    Bytes,
+    /// Fixed, float (4), double (8): that many bytes.
+    Fixed(usize),
+    Enum(u32),
+}
+
+impl Simple {
+    #[inline(always)]
+    pub(crate) fn of(node: &Node) -> Option<Simple> {
+        Some(match node {
+            Node::Null => Simple::Null,
+            Node::Boolean => Simple::Boolean,
+            Node::Int => Simple::Int,
+            Node::Long => Simple::Long,
+            Node::Float => Simple::Fixed(4),
+            Node::Double => Simple::Fixed(8),
+            Node::Bytes | Node::String => Simple::Bytes,
+            Node::Fixed { size } => Simple::Fixed(*size),
+            Node::Enum { symbols } => Simple::Enum(*symbols),
+            _ => return None,
+        })
+    }
+}
+
+/// A parsed schema: its nodes, the root, for every node a lower bound of the bytes one of its
+/// values occupies on the wire (used to reject absurd array counts before looping), and for
+/// records whose fields are all of simple types, the flat list of what to skip (the usual shape
+/// of array items, like `order_line`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Graph {
     pub nodes: Vec<Node>,
     pub root: NodeId,
     pub min_size: Vec<u64>,
+    pub flat: Vec<Option<Box<[Simple]>>>,
 }
 
 impl Graph {
@@ -108,8 +143,20 @@ impl Graph {
             nodes: p.nodes,
             root,
             min_size: Vec::new(),
+            flat: Vec::new(),
         };
         g.min_size = g.compute_min_sizes();
+        g.flat = g
+            .nodes
+            .iter()
+            .map(|node| match node {
+                Node::Record { fields, .. } => fields
+                    .iter()
+                    .map(|f| Simple::of(g.node(f.ty)))
+                    .collect::<Option<Box<[Simple]>>>(),
+                _ => None,
+            })
+            .collect();
         Ok(g)
     }
 

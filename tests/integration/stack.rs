@@ -265,6 +265,9 @@ async fn watermarks_and_offsets_for_times_support_replay() {
 
 #[tokio::test]
 async fn consumer_groups_commit_and_resume_across_partitions() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("rdkafka=trace")
+        .try_init();
     common::require_stack();
     let topic = common::unique("groups");
     let group = common::unique("group");
@@ -284,7 +287,13 @@ async fn consumer_groups_commit_and_resume_across_partitions() {
     }
 
     let started = Instant::now();
-    let first = common::consumer(&group);
+    let first: rdkafka::consumer::StreamConsumer = common::client_config()
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("debug", "cgrp,consumer")
+        .create()
+        .expect("c");
     first.subscribe(&[&topic]).expect("subscribe");
     let batch = common::recv_n(&first, 6).await;
     eprintln!(
@@ -297,17 +306,22 @@ async fn consumer_groups_commit_and_resume_across_partitions() {
     }
     assert_eq!(per_partition, [2, 2, 2]);
     assert_eq!(first.assignment().expect("assignment").count(), 3);
+    eprintln!("DBG before commit");
     first
         .commit_consumer_state(CommitMode::Sync)
         .expect("commit");
+    eprintln!("DBG before committed");
     let committed = first.committed(TIMEOUT).expect("committed");
+    eprintln!("DBG after committed");
     for partition in 0..3 {
         let element = committed
             .find_partition(&topic, partition)
             .expect("committed partition");
         assert_eq!(element.offset(), Offset::Offset(2), "partition {partition}");
     }
+    eprintln!("DBG before drop");
     drop(first);
+    eprintln!("DBG after drop");
 
     // Another client, not a member, reads the group's committed offsets.
     let mut query = TopicPartitionList::new();
