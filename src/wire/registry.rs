@@ -284,12 +284,24 @@ impl fmt::Display for Call<'_> {
     }
 }
 
-/// The library's error as one line: what failed, and why.
+/// The library's error as one line: what failed, and why, down to the root cause (a refused
+/// connection, a timeout…).
 fn describe(e: &SRCError) -> String {
-    match &e.cause {
-        Some(cause) => format!("{}: {cause}", e.error),
-        None => e.error.clone(),
+    let mut out = e.error.clone();
+    if let Some(cause) = &e.cause {
+        out.push_str(": ");
+        out.push_str(cause);
     }
+    let mut source = std::error::Error::source(e).and_then(std::error::Error::source);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// The HTTP status the library reports in its message ("... failed with status 404 Not Found").
@@ -462,6 +474,41 @@ mod tests {
         assert!(
             !leaked.contains("s3cr3t-password") && !leaked.contains("url-secret"),
             "{leaked}"
+        );
+    }
+
+    #[test]
+    fn requests_are_send_futures() {
+        fn assert_send<T: Send>(_: &T) {}
+        let registry = Registry::new(RegistrySettings::default()).unwrap();
+        assert_send(&registry.schema_by_id(1));
+        assert_send(&registry.register("s", "\"int\""));
+    }
+
+    #[test]
+    fn descriptions_reach_the_root_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = SRCError::retryable_with_cause(
+            Outer(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "operation timed out",
+            )),
+            "http call to schema registry failed",
+        );
+        assert_eq!(
+            describe(&e),
+            "http call to schema registry failed: error sending request: operation timed out"
         );
     }
 

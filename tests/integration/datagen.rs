@@ -3,6 +3,7 @@
 //! registry by the id in each record), checked against the Datagen templates' rules and, in sim
 //! mode, against the ground truth.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -118,10 +119,10 @@ async fn read_back(topics: &[&str], n: usize) -> Vec<Decoded> {
 async fn decode(m: &OwnedMessage, schemas: &mut HashMap<u32, (String, Schema)>) -> Decoded {
     let payload = m.payload().expect("a value");
     let (id, mut body) = common::confluent_unframe(payload);
-    if !schemas.contains_key(&id) {
+    if let Entry::Vacant(slot) = schemas.entry(id) {
         let text = common::schema_text_by_id(id).await;
         let schema = Schema::parse_str(&text).expect("registered schema parses");
-        schemas.insert(id, (text, schema));
+        slot.insert((text, schema));
     }
     let (text, schema) = &schemas[&id];
     let value = from_avro_datum(schema, &mut body, None).expect("value decodes");

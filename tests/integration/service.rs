@@ -287,9 +287,9 @@ async fn published(t: &Topics, check: impl Fn(&HashMap<i32, i32>) -> bool) -> Ha
         };
         let payload = msg.payload().expect("a value");
         let (id, body) = common::confluent_unframe(payload);
-        if !schemas.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = schemas.entry(id) {
             let text = common::schema_text_by_id(id).await;
-            schemas.insert(id, apache_avro::Schema::parse_str(&text).expect("schema"));
+            slot.insert(apache_avro::Schema::parse_str(&text).expect("schema"));
         }
         let schema = &schemas[&id];
         let value = apache_avro::from_avro_datum(schema, &mut &body[..], None).expect("avro");

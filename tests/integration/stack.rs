@@ -266,7 +266,7 @@ async fn watermarks_and_offsets_for_times_support_replay() {
 #[tokio::test]
 async fn consumer_groups_commit_and_resume_across_partitions() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("rdkafka=trace")
+        .with_env_filter("rdkafka=trace,librdkafka=trace")
         .try_init();
     common::require_stack();
     let topic = common::unique("groups");
@@ -291,7 +291,7 @@ async fn consumer_groups_commit_and_resume_across_partitions() {
         .set("group.id", &group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("debug", "cgrp,consumer")
+        .set("debug", "cgrp,consumer,broker,generic")
         .create()
         .expect("c");
     first.subscribe(&[&topic]).expect("subscribe");
