@@ -773,11 +773,7 @@ impl Output {
         let topic = &self.topics[i];
         scratch.value.clear();
         record.write_framed(self.schema_ids[i], &mut scratch.value);
-        scratch.key.clear();
-        {
-            use std::fmt::Write as _;
-            let _ = write!(scratch.key, "{}", record.store_id());
-        }
+        record.write_key(&mut scratch.key);
         let mut rec = BaseRecord::with_opaque_to(topic, i)
             .key(scratch.key.as_str())
             .payload(scratch.value.as_slice())
@@ -913,9 +909,9 @@ async fn progress(
             None => indicatif::ProgressBar::new_spinner(),
         };
         let template = if shared.count.is_some() {
-            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events, {per_sec} ({msg})"
+            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events, {msg}"
         } else {
-            "{spinner} [{elapsed_precise}] {human_pos} events, {per_sec} ({msg})"
+            "{spinner} [{elapsed_precise}] {human_pos} events, {msg}"
         };
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style);
@@ -927,8 +923,13 @@ async fn progress(
                 _ = &mut stopped => break,
             }
             let s = sent(&shared);
-            bar.set_position(s.iter().sum());
-            bar.set_message(format!("{} / {} / {}", s[0], s[1], s[2]));
+            let total: u64 = s.iter().sum();
+            let rate = total as f64 / shared.start.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{rate:.0}/s (orders {}, completed {}, cancelled {})",
+                s[0], s[1], s[2]
+            ));
+            bar.set_position(total);
         }
         bar.finish_and_clear();
     } else {

@@ -92,6 +92,15 @@ impl Record {
         }
     }
 
+    /// The Kafka key into `key` (cleared first): the store id as a decimal string, as the
+    /// connectors key by `store_id`, so a store's events share a partition.
+    pub fn write_key(&self, key: &mut String) {
+        use std::fmt::Write as _;
+        key.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{}", self.store_id());
+    }
+
     pub fn status(&self) -> &str {
         match self {
             Record::Order(r) => &r.status,

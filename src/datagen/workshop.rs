@@ -237,6 +237,20 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_the_store_id_in_decimal() {
+        let mut key = String::from("stale");
+        for kind in InputKind::ALL {
+            let mut g = generator(kind, 2);
+            for _ in 0..200 {
+                let r = g.next_record();
+                r.write_key(&mut key);
+                assert_eq!(key, r.store_id().to_string());
+                assert!(matches!(key.as_bytes(), [b'1'..=b'9']), "{key}");
+            }
+        }
+    }
+
+    #[test]
     fn reproducible_per_seed() {
         let run = |seed| {
             let mut g = generator(InputKind::Orders, seed);

@@ -76,14 +76,19 @@ pub enum Problem {
 /// record: dead-letter it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
+    /// Not a Confluent-framed value.
     #[error(transparent)]
     Framing(#[from] FramingError),
+    /// Not permanent: the id is new to these decoders; fetch it, learn it, decode again.
     #[error(
         "schema id {0} is not known to the decoder yet (fetch it from the schema registry and learn it)"
     )]
     UnknownSchemaId(u32),
+    /// The id was learned as missing ([`Decoders::learn_missing`]): `reason` says why.
     #[error("schema id {schema_id} cannot be used: {reason}")]
     SchemaUnavailable { schema_id: u32, reason: Arc<str> },
+    /// The writer schema cannot be resolved against the reader schema of the topic (another
+    /// record name, a required field missing, a field of an unreadable type).
     #[error("schema id {schema_id} is not compatible with the reader schema {reader}: {reason}")]
     Incompatible {
         schema_id: u32,
@@ -93,9 +98,12 @@ pub enum DecodeError {
     #[error(
         "malformed Avro body (schema id {schema_id}), field {field} starting at byte {offset} of the body: {problem}"
     )]
+    /// The body does not match its writer schema.
     Malformed {
         schema_id: u32,
+        /// The top-level writer field whose value is broken.
         field: Arc<str>,
+        /// Where that field's value starts in the Avro body (after the 5-byte header).
         offset: usize,
         problem: Problem,
     },
@@ -103,6 +111,7 @@ pub enum DecodeError {
         "malformed Avro body (schema id {schema_id}): {count} trailing byte(s) after the end of the record"
     )]
     TrailingBytes { schema_id: u32, count: usize },
+    /// Well-formed, but a value is out of range (`store_id` <= 0, a negative duration…).
     #[error("{0}")]
     Invalid(String),
 }
