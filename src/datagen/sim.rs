@@ -175,7 +175,7 @@ pub fn rate_factor(t: EventTime) -> f64 {
 /// 80% (about a quarter at 10 minutes, half at 30).
 pub fn cancel_probability(queue_ms: i64) -> f64 {
     let minutes = queue_ms.max(0) as f64 / MINUTE_MS;
-    0.02 + 0.78 * (1.0 - (-minutes / 30.0).exp())
+    0.02 + 0.78 * (1.0 - (-minutes / 60.0).exp())
 }
 
 /// The simulation: iterate it for events in simulated-time order.
@@ -397,7 +397,7 @@ fn draw_profile(rng: &mut StdRng, store_id: i32) -> StoreProfile {
     let mean_prep_hours = prep_median_ms * (prep_sigma * prep_sigma / 2.0).exp() / HOUR_MS;
     // At the dinner peak the kitchen runs at 85–125% of its capacity: some stores keep up,
     // some build a queue that only cancellations hold in check.
-    let load = rng.random_range(0.85..1.25);
+    let load = rng.random_range(0.9..1.4);
     StoreProfile {
         store_id,
         slots,
