@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Datagen(args) => {
             init_logging("info", false)?;
             let summary = runtime()?.block_on(waittimes::datagen::run(args))?;
-            println!("{summary}");
+            print!("{summary}");
             Ok(())
         }
         Command::SeedPriors(args) => {

@@ -172,7 +172,7 @@ pub fn rate_factor(t: EventTime) -> f64 {
 }
 
 /// Chance that a customer facing `queue_ms` of queue cancels: 2% with no queue, rising towards
-/// 80% (about a quarter at 10 minutes, half at 30).
+/// 80% (about 14% at 10 minutes, a third at 30, half at an hour).
 pub fn cancel_probability(queue_ms: i64) -> f64 {
     let minutes = queue_ms.max(0) as f64 / MINUTE_MS;
     0.02 + 0.78 * (1.0 - (-minutes / 60.0).exp())
@@ -395,7 +395,7 @@ fn draw_profile(rng: &mut StdRng, store_id: i32) -> StoreProfile {
     let prep_median_ms = rng.random_range(7.0..14.0) * MINUTE_MS;
     let prep_sigma: f64 = rng.random_range(0.2..0.45);
     let mean_prep_hours = prep_median_ms * (prep_sigma * prep_sigma / 2.0).exp() / HOUR_MS;
-    // At the dinner peak the kitchen runs at 85–125% of its capacity: some stores keep up,
+    // At the dinner peak the kitchen runs at 90–140% of its capacity: some stores keep up,
     // some build a queue that only cancellations hold in check.
     let load = rng.random_range(0.9..1.4);
     StoreProfile {
@@ -577,9 +577,12 @@ mod tests {
         assert!((0..24 * 60).all(|m| (0.0..=1.0).contains(&at(f64::from(m) / 60.0))));
         assert!((cancel_probability(0) - 0.02).abs() < 1e-12);
         assert!(cancel_probability(-5) == cancel_probability(0));
-        let p30 = cancel_probability(30 * 60_000);
-        assert!(p30 > 0.5 && p30 < 0.52, "{p30}");
-        assert!(cancel_probability(10 * 60_000) < p30 && p30 < cancel_probability(3_600_000));
+        let p60 = cancel_probability(60 * 60_000);
+        assert!(p60 > 0.5 && p60 < 0.52, "{p60}");
+        let p10 = cancel_probability(10 * 60_000);
+        assert!(p10 > 0.13 && p10 < 0.15, "{p10}");
+        assert!(p10 < cancel_probability(30 * 60_000) && p60 < cancel_probability(7_200_000));
+        assert!(cancel_probability(i64::MAX) <= 0.8);
     }
 
     #[test]
