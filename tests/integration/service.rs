@@ -471,15 +471,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
     dlq.subscribe(&[&t.dead_letter]).expect("subscribe");
     let letters = common::recv_n(&dlq, bad.len()).await;
     for (letter, (what, payload)) in letters.iter().zip(&bad) {
-        let headers = letter.headers().expect("headers");
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_else(|| panic!("{what}: header {name} missing"))
-        };
+        let header = |name: &str| header(letter, name, what);
         assert_eq!(header("waittimes.source.topic"), t.completed, "{what}");
         assert_eq!(header("waittimes.source.partition"), "0", "{what}");
         assert!(!header("waittimes.error").is_empty(), "{what}");
@@ -493,14 +485,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
     }
     let offsets: Vec<String> = letters
         .iter()
-        .map(|l| {
-            let h = l.headers().expect("headers");
-            h.iter()
-                .find(|h| h.key == "waittimes.source.offset")
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .expect("offset header")
-        })
+        .map(|l| header(l, "waittimes.source.offset", "offset"))
         .collect();
     assert_eq!(
         offsets,
@@ -512,6 +497,16 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
         "{metrics}"
     );
     svc.stop().await;
+}
+
+/// A dead letter's header as text; fails the test, naming `what`, when it is missing.
+fn header(letter: &rdkafka::message::OwnedMessage, name: &str, what: &str) -> String {
+    letter
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == name))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| panic!("{what}: header {name} missing"))
 }
 
 fn sample_completed() -> PizzaOrderCompleted<'static> {
