@@ -2,13 +2,16 @@
 //! Prometheus. Read-only (GET and HEAD); every answer is JSON except `/metrics`, every error is
 //! `{"error": "..."}` with a status that says what went wrong.
 //!
-//! Hardening, outermost first: a panic becomes a 500 JSON; a URI over the limit gets 414; a
-//! request still running after the timeout gets 503; error responses that some layer produced
-//! without a JSON body (axum's 405, the body limit's 413) get one; a declared body over the
-//! limit gets 413. The customer-facing `/stores` routes also shed load: beyond
-//! `max_in_flight` concurrent requests they answer 503 at once instead of queueing. Probes and
-//! `/metrics` are exempt on purpose, so an overload never turns into a liveness restart or a
-//! gap in the very metrics that would show it.
+//! Hardening, outermost first: a connection must deliver each request's head within the header
+//! timeout (from accept, or from the end of its previous response), or it is closed, so idle,
+//! silent and trickling clients cannot hold connections; a panic becomes a 500 JSON; a URI over
+//! the limit gets 414; a request still running after the timeout gets 503; error responses that
+//! some layer produced without a JSON body (axum's 405, the body limit's 413) get one; a declared
+//! body over the limit gets 413. The customer-facing `/stores` routes also shed load: beyond
+//! `max_in_flight` concurrent requests they answer 429 at once (with `Retry-After`) instead of
+//! queueing: the client is asked to back off, and no hostile or merely eager client can make the
+//! service answer 5xx. Probes and `/metrics` are exempt on purpose, so an overload never turns
+//! into a liveness restart or a gap in the very metrics that would show it.
 
 use std::any::Any;
 use std::fmt::Write as _;
@@ -56,6 +59,9 @@ const MAX_ECHO_CHARS: usize = 64;
 pub struct HttpLimits {
     /// A request still unanswered after this gets 503.
     pub request_timeout: Duration,
+    /// A connection that has not sent a complete request head this long after it was accepted
+    /// or after its previous response is closed.
+    pub header_timeout: Duration,
     /// Concurrent `/stores` requests beyond this get 503 at once (load shedding).
     pub max_in_flight: usize,
     /// Longer request URIs (path and query) get 414.
@@ -68,6 +74,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             request_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
             max_in_flight: 256,
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 16 * 1024,
@@ -144,7 +151,7 @@ fn harden(routes: Router<AppState>, app: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, reports not ready and lets requests
-/// in flight finish (each is bounded by the request timeout).
+/// in flight finish (each is bounded by the request timeout; idle connections close at once).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: AppState,
@@ -154,13 +161,52 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP listening");
     }
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            health.set_shutting_down();
-        })
-        .await?;
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(app.limits.header_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(router(app));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection =
+            http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or times out is not the server's failure.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    health.set_shutting_down();
+    drop(listener);
+    graceful.shutdown().await;
     Ok(())
+}
+
+/// An accept error: a connection that failed before it was accepted is the client's business;
+/// anything else (out of file descriptors) is waited out instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "HTTP accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// One store's answer as JSON: [`StoreWait`] with `updated_at` as RFC 3339.
@@ -419,13 +465,13 @@ fn json_error_body(response: Response, method: &Method) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
-/// Sheds load on the customer-facing routes: no permit, no queue, 503 now.
+/// Sheds load on the customer-facing routes: no permit, no queue, 429 now.
 async fn shed_load(State(app): State<AppState>, request: Request, next: Next) -> Response {
     match app.in_flight.clone().try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
         Err(_) => {
             let mut response = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::TOO_MANY_REQUESTS,
                 "too many concurrent requests; retry shortly".to_owned(),
             );
             response

@@ -435,7 +435,7 @@ async fn store_routes_shed_load_but_probes_do_not() {
     let router = router(app);
     for uri in ["/stores", "/stores/1/wait"] {
         let a = get_(&router, uri).await;
-        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{uri}");
         assert_eq!(a.headers.get(RETRY_AFTER).unwrap(), "1");
         assert!(a.error().contains("too many concurrent requests"));
     }
@@ -548,4 +548,467 @@ async fn serve_answers_and_shuts_down_gracefully() {
         .unwrap()
         .unwrap();
     assert!(f.health.is_shutting_down());
+}
+
+/// The HTTP surface is read-only: no route or method changes what the service knows.
+mod read_only_surface {
+    use super::*;
+
+    const ROUTES: [&str; 5] = [
+        "/stores",
+        "/stores/42/wait",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ];
+
+    /// Everything a client can read that reflects state (metrics count requests, so they are
+    /// compared by their non-HTTP families only).
+    async fn observable(router: &Router) -> Vec<String> {
+        let mut seen = Vec::new();
+        for uri in [
+            "/stores",
+            "/stores/42/wait",
+            "/stores/7/wait",
+            "/health/ready",
+        ] {
+            let a = get_(router, uri).await;
+            seen.push(format!("{uri} {} {}", a.status, a.body));
+        }
+        let metrics = get_(router, "/metrics").await.body;
+        seen.extend(
+            metrics
+                .lines()
+                .filter(|l| !l.contains("http_"))
+                .map(str::to_owned),
+        );
+        seen
+    }
+
+    #[tokio::test]
+    async fn every_route_refuses_every_writing_method_with_json_405() {
+        let f = fixture();
+        f.snapshot.insert(42, wait(42));
+        let router = router(f.app);
+        let before = observable(&router).await;
+        for uri in ROUTES {
+            for method in [
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::PATCH,
+                Method::OPTIONS,
+                Method::TRACE,
+            ] {
+                // A plausible write: a JSON body that would overwrite store 42 / mark ready.
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(uri)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        r#"{"store_id":42,"wait_time_minutes":1,"status":"ready"}"#,
+                    ))
+                    .unwrap();
+                let a = send(&router, request).await;
+                assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                assert!(is_json(&a.headers), "{method} {uri}: {:?}", a.headers);
+                let allow = a.headers.get(ALLOW).unwrap().to_str().unwrap().to_owned();
+                let mut allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
+                allowed.sort_unstable();
+                assert_eq!(allowed, ["GET", "HEAD"], "{method} {uri}");
+                assert!(a.error().contains(method.as_str()), "{}", a.body);
+            }
+        }
+        assert_eq!(observable(&router).await, before);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_that_look_like_admin_endpoints_are_404_for_any_method() {
+        let f = fixture();
+        f.snapshot.insert(42, wait(42));
+        let router = router(f.app);
+        let before = observable(&router).await;
+        for uri in [
+            "/stores/42",
+            "/stores/42/wait/reset",
+            "/admin",
+            "/shutdown",
+            "/config",
+            "/debug/pprof",
+            "/health",
+            "/metrics/reset",
+        ] {
+            for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+                let a = call(&router, method.clone(), uri).await;
+                assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {uri}");
+                assert!(a.error().contains(uri), "{}", a.body);
+            }
+        }
+        assert_eq!(observable(&router).await, before);
+    }
+
+    #[tokio::test]
+    async fn query_strings_and_bodies_on_get_change_nothing() {
+        let f = fixture();
+        f.snapshot.insert(42, wait(42));
+        let router = router(f.app);
+        let before = observable(&router).await;
+        for uri in ROUTES {
+            let request = Request::builder()
+                .method(Method::GET)
+                .uri(format!("{uri}?wait_time_minutes=1&ready=true&reset=1"))
+                .header(CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"wait_time_minutes":1}"#))
+                .unwrap();
+            let a = send(&router, request).await;
+            assert!(
+                a.status.is_success() || a.status == StatusCode::SERVICE_UNAVAILABLE,
+                "{uri}: {}",
+                a.status
+            );
+        }
+        assert_eq!(observable(&router).await, before);
+    }
+}
+
+/// Hostile input over real sockets, against [`serve`] on 127.0.0.1:0: every answer is a 4xx
+/// (JSON whenever the router sees the request) or a 200 for a valid request; never a 5xx.
+mod hostile {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// A running server with stores 1..=3 known.
+    struct Server {
+        addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<Result<(), Error>>,
+    }
+
+    impl Server {
+        async fn start(limits: HttpLimits) -> Server {
+            let f = fixture();
+            for id in 1..=3 {
+                f.snapshot.insert(id, wait(id));
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(serve(listener, f.app.with_limits(limits), async move {
+                let _ = stopped.await;
+            }));
+            Server {
+                addr,
+                stop: Some(stop),
+                task,
+            }
+        }
+
+        async fn stop(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            tokio::time::timeout(Duration::from_secs(10), self.task)
+                .await
+                .expect("the server stops")
+                .expect("the server task does not panic")
+                .expect("the server stops cleanly");
+        }
+    }
+
+    /// A parsed HTTP/1.1 response.
+    #[derive(Debug)]
+    struct Raw {
+        status: u16,
+        head: String,
+        body: Vec<u8>,
+    }
+
+    impl Raw {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+        }
+
+        /// A JSON error: the content type says so and `error` is a non-empty string.
+        fn json_error(&self) -> String {
+            assert_eq!(
+                self.header("content-type"),
+                Some("application/json"),
+                "{self:?}"
+            );
+            let v: Value = serde_json::from_slice(&self.body)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"));
+            let e = v["error"].as_str().unwrap_or_default().to_owned();
+            assert!(!e.is_empty(), "{v}");
+            e
+        }
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn read_all(s: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .map(|_| out)
+            .unwrap_or_default()
+    }
+
+    fn parse(bytes: &[u8]) -> Option<Raw> {
+        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some(Raw {
+            status,
+            head,
+            body: bytes[split + 4..].to_vec(),
+        })
+    }
+
+    /// Sends `request` as is on a new connection; the answer, if any came.
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> Option<Raw> {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        // The server may answer and close before reading all of a huge request.
+        let _ = s.write_all(request).await;
+        parse(&read_all(&mut s).await)
+    }
+
+    async fn request(addr: SocketAddr, method: &str, target: &str) -> Raw {
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        exchange(addr, req.as_bytes())
+            .await
+            .unwrap_or_else(|| panic!("no answer to {method} {:.80}", target))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_paths_get_json_4xx() {
+        let server = Server::start(HttpLimits::default()).await;
+        let long_digits = format!("/stores/{}/wait", "9".repeat(60_000));
+        let long_junk = format!("/stores/{}/wait", "%FF".repeat(20_000));
+        let cases: Vec<(&str, u16)> = vec![
+            ("/stores/abc/wait", 400),
+            ("/stores/1.5/wait", 400),
+            ("/stores/1e3/wait", 400),
+            ("/stores/0x10/wait", 400),
+            ("/stores/+7/wait", 400),
+            ("/stores/%207/wait", 400),
+            ("/stores/99999999999999999999/wait", 400),
+            ("/stores/2147483648/wait", 400),
+            ("/stores/-1/wait", 400),
+            ("/stores/-0/wait", 400),
+            ("/stores/0/wait", 400),
+            ("/stores/%FF%FE/wait", 400),
+            ("/stores/%00/wait", 400),
+            ("/stores/1%00/wait", 400),
+            ("/stores/%2F/wait", 400),
+            ("/stores/%/wait", 400),
+            ("/stores/%E2%82%AC/wait", 400),
+            ("/stores//wait", 400),
+            ("/stores/42/wait", 404),
+            ("/stores/1/wait/more", 404),
+            ("/stores/1", 404),
+            ("/nope", 404),
+            ("/%FF%00", 404),
+            ("/stores/../stores/1/wait", 404),
+            (&long_digits, 414),
+            (&long_junk, 414),
+        ];
+        for (path, expected) in &cases {
+            let a = request(server.addr, "GET", path).await;
+            assert_eq!(a.status, *expected, "{:.80}: {a:?}", path);
+            a.json_error();
+        }
+        // Beyond 64 KiB the URI cannot be parsed at all: hyper answers a bare 414 itself.
+        for path in [
+            format!("/stores/{}/wait", "9".repeat(100_000)),
+            format!("/stores/{}/wait", "%FF".repeat(34_000)),
+        ] {
+            let a = request(server.addr, "GET", &path).await;
+            assert_eq!(a.status, 414, "{a:?}");
+        }
+        // valid, however spelled
+        for path in [
+            "/stores/1/wait",
+            "/stores/%31/wait",
+            "/stores/3/wait?x=%FF&y",
+        ] {
+            let a = request(server.addr, "GET", path).await;
+            assert_eq!(a.status, 200, "{path}: {a:?}");
+            let v: Value = serde_json::from_slice(&a.body).expect("JSON");
+            assert!(v["store_id"].is_i64(), "{v}");
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_methods_and_bodies_get_json_4xx() {
+        let server = Server::start(HttpLimits::default()).await;
+        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "BREW"] {
+            for path in ["/stores", "/stores/1/wait", "/metrics", "/health/live"] {
+                let a = request(server.addr, method, path).await;
+                assert_eq!(a.status, 405, "{method} {path}: {a:?}");
+                assert_eq!(a.header("allow"), Some("GET,HEAD"), "{a:?}");
+                a.json_error();
+            }
+        }
+        let a = request(server.addr, "HEAD", "/stores/1/wait").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        // a body over the limit, declared and sent
+        let body = vec![b'x'; 1024 * 1024];
+        let mut req = format!(
+            "GET /stores HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        let a = exchange(server.addr, &req).await.expect("an answer");
+        assert_eq!(a.status, 413, "{a:?}");
+        a.json_error();
+        server.stop().await;
+    }
+
+    /// What hyper rejects before the router sees the request gets hyper's own 4xx, without a
+    /// body (there is no hook for one), and never a 5xx.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unparseable_requests_get_4xx_from_the_http_layer() {
+        let server = Server::start(HttpLimits::default()).await;
+        let many_headers: String = (0..200).map(|i| format!("X-{i}: y\r\n")).collect();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("garbage", b"HELLO THERE\r\n\r\n".to_vec()),
+            ("binary", vec![0, 159, 146, 150, 13, 10, 13, 10]),
+            ("bad version", b"GET / HTTP/9.9\r\n\r\n".to_vec()),
+            (
+                "space in target",
+                b"GET /stores/1 /wait HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            ),
+            (
+                "too many headers",
+                format!("GET /stores HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+            ),
+            (
+                "a 1 MB request line",
+                format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(1 << 20)).into_bytes(),
+            ),
+            (
+                "bad content length",
+                b"GET /stores HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            ),
+        ];
+        for (what, req) in cases {
+            if let Some(a) = exchange(server.addr, &req).await {
+                assert!((400..500).contains(&a.status), "{what}: {a:?}");
+            }
+        }
+        // still serving
+        assert_eq!(
+            request(server.addr, "GET", "/health/live").await.status,
+            200
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_slow_and_idle_connections_are_closed() {
+        let server = Server::start(HttpLimits {
+            header_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        })
+        .await;
+        // connects and says nothing
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        let answer = read_all(&mut silent).await;
+        assert!(
+            parse(&answer).is_none_or(|a| (400..500).contains(&a.status)),
+            "{answer:?}"
+        );
+        // trickles a request head, a byte every 50 ms, each well within the timeout
+        let mut slow = TcpStream::connect(server.addr).await.unwrap();
+        let head = b"GET /stores/1/wait HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut closed = false;
+        for b in head {
+            if slow.write_all(&[*b]).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let answer = read_all(&mut slow).await;
+        assert!(
+            closed || parse(&answer).is_none_or(|a| (400..500).contains(&a.status)),
+            "the slow head got {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        // keep-alive: answered, then closed once idle
+        let mut idle = TcpStream::connect(server.addr).await.unwrap();
+        idle.write_all(b"GET /stores/1/wait HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_all(&mut idle).await;
+        let a = parse(&answer).expect("an answer");
+        assert_eq!(a.status, 200, "{a:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_clients_never_get_a_5xx() {
+        let server = Server::start(HttpLimits::default()).await;
+        let paths = [
+            "/stores/1/wait",
+            "/stores/2/wait",
+            "/stores",
+            "/stores/abc/wait",
+            "/stores/99999999999999999999/wait",
+            "/stores/-5/wait",
+            "/stores/404/wait",
+            "/no/such/route",
+            "/health/live",
+            "/metrics",
+        ];
+        let clients: Vec<_> = (0..1000)
+            .map(|i| {
+                let path = paths[i % paths.len()];
+                let addr = server.addr;
+                tokio::spawn(async move { (path, request(addr, "GET", path).await) })
+            })
+            .collect();
+        let mut statuses: HashMap<u16, u32> = HashMap::new();
+        for client in clients {
+            let (path, a) = client.await.expect("a client task");
+            *statuses.entry(a.status).or_default() += 1;
+            assert!(a.status < 500, "{path}: {a:?}");
+            match (path, a.status) {
+                ("/metrics", 200) => {}
+                (_, 200) => {
+                    serde_json::from_slice::<Value>(&a.body).expect("JSON");
+                }
+                (_, 429) => {
+                    assert!(path.starts_with("/stores"), "{path} shed");
+                    assert_eq!(a.header("retry-after"), Some("1"));
+                    a.json_error();
+                }
+                (_, status) => {
+                    let expected = match path {
+                        "/stores/404/wait" | "/no/such/route" => 404,
+                        _ => 400,
+                    };
+                    assert_eq!(status, expected, "{path}: {a:?}");
+                    a.json_error();
+                }
+            }
+        }
+        assert_eq!(statuses.values().sum::<u32>(), 1000, "{statuses:?}");
+        // and still serving
+        assert_eq!(
+            request(server.addr, "GET", "/stores/1/wait").await.status,
+            200
+        );
+        server.stop().await;
+    }
 }

@@ -918,6 +918,66 @@ fn memory_is_bounded_for_unknown_completions() {
 }
 
 #[test]
+fn memory_is_bounded_for_workshop_traffic_and_given_back_after_the_ttls() {
+    // The workshop's generators: ten stores, orders that never complete and completions and
+    // cancellations of orders never placed (their ids never line up), 3 h of stream time.
+    let mut st = state();
+    let step = 10; // ms between events; per store and kind one event every 300 ms
+    let per_store_open = 2 * 3_600_000 / 300 + 1;
+    let per_store_held = 2 * (10 * 60_000 / 300 + 1);
+    for i in 0..1_080_000i64 {
+        let store = (i % 10) as StoreId + 1;
+        let id = (i / 10) as i32;
+        let e = match (i / 10) % 3 {
+            0 => placed(id),
+            1 => completed(id.wrapping_add(1 << 30), 20),
+            _ => cancelled(id.wrapping_add(1 << 30)),
+        };
+        st.apply(&at_store(e, store), i * step);
+        if i % 50_000 == 0 {
+            let c = st.counters();
+            assert!(c.open_orders <= 10 * per_store_open, "{c:?}");
+            assert!(c.held_terminals <= 10 * per_store_held, "{c:?}");
+            assert!(
+                c.expiry_queue_entries <= 2 * (c.open_orders + c.held_terminals) + 10 * 64,
+                "{c:?}"
+            );
+            assert!(c.stores <= 10 && c.tombstones == 0, "{c:?}");
+        }
+    }
+    // 3 h in: the open orders have reached their 2 h plateau, the held ones their 10 min one.
+    let c = st.counters();
+    assert!(c.open_orders >= 10 * (per_store_open - 2), "{c:?}");
+    assert!(c.held_terminals >= 10 * (per_store_held - 4), "{c:?}");
+    assert_eq!(
+        c.expired_open_total + c.open_orders,
+        1_080_000 / 3,
+        "every order is open or expired: {c:?}"
+    );
+    // Stream time moves past every TTL (one late-day order per store): everything expires and
+    // the memory is given back.
+    let later = 1_080_000 * step + 2 * 3_600_000 + 1;
+    for store in 1..=10 {
+        st.apply(&at_store(placed(-1), store), later);
+    }
+    let c = st.counters();
+    assert_eq!(
+        (c.stores, c.open_orders, c.held_terminals, c.tombstones),
+        (10, 10, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(c.window_observations, 0, "{c:?}");
+    assert!(c.expiry_queue_entries <= 10 * 2, "{c:?}");
+    for store in 1..=10 {
+        let caps = st.stores[&store].capacities();
+        assert!(
+            caps.iter().all(|&cap| cap <= 1024),
+            "store {store}: {caps:?}"
+        );
+    }
+}
+
+#[test]
 fn memory_is_bounded_for_a_coherent_stream() {
     // Every order completes 20 min after placement: the open queue's stale entries (resolved
     // orders) are compacted long before their open_ttl.

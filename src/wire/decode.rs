@@ -14,8 +14,9 @@
 //! left, before anything is skipped; nesting depth (at most [`MAX_DEPTH`]); no trailing bytes
 //! after the record; booleans are 0 or 1. Then the semantic checks: `store_id` > 0 and the
 //! durations and `wait_time` >= 0. Strings and bytes are only ever skipped (the service reads
-//! none: `status` is not needed, so it is not in the reader schemas), so their content is not
-//! checked, not even for UTF-8; apache-avro would reject a skipped string that is not UTF-8.
+//! none: `status` is not needed, so it is not in the reader schemas), but a string must still be
+//! UTF-8, as the Avro specification and apache-avro demand: a producer writing garbage into
+//! `status` is broken, and its record is dead-lettered rather than half-trusted.
 //!
 //! Names follow the Avro specification: the writer's top-level record must have the reader's
 //! unqualified name (or one of the reader's aliases), so another topic's schema is rejected even
@@ -52,10 +53,14 @@ pub enum Problem {
     ItemsExceedInput { count: u64, remaining: usize },
     #[error("invalid array/map block count {0}")]
     BadBlockCount(i64),
+    #[error("array/map block declares {declared} byte(s) but its items take {taken}")]
+    BadBlockSize { declared: i64, taken: usize },
     #[error("union branch index {index} out of range (the union has {branches} branches)")]
     BadUnionIndex { index: i64, branches: usize },
     #[error("enum symbol index {index} out of range (the enum has {symbols} symbols)")]
     BadEnumIndex { index: i64, symbols: u32 },
+    #[error("string is not valid UTF-8 (the first {valid_up_to} byte(s) are)")]
+    InvalidUtf8 { valid_up_to: usize },
     #[error("invalid boolean byte 0x{0:02x} (expected 0 or 1)")]
     BadBoolean(u8),
     #[error("values nested deeper than {MAX_DEPTH} levels")]
@@ -117,14 +122,16 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short, stable label for metrics and dead-letter headers.
+    /// A short, stable label for metrics and dead-letter headers: one of
+    /// `metrics::DeadLetterReason`'s, so `dead_letters_total{reason}` has one vocabulary.
     pub fn reason(&self) -> &'static str {
         match self {
-            DecodeError::Framing(_) => "not_confluent_avro",
-            DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
-            DecodeError::SchemaUnavailable { .. } => "schema_unavailable",
+            DecodeError::Framing(_) => "framing",
+            DecodeError::UnknownSchemaId(_) | DecodeError::SchemaUnavailable { .. } => {
+                "unknown_schema"
+            }
             DecodeError::Incompatible { .. } => "incompatible_schema",
-            DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. } => "malformed_avro",
+            DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. } => "malformed",
             DecodeError::Invalid(_) => "invalid_value",
         }
     }
@@ -334,6 +341,7 @@ enum Op {
     SkipInt,
     SkipLong,
     SkipBytes,
+    SkipString,
     SkipFixed(usize),
     Skip(NodeId),
 }
@@ -454,7 +462,8 @@ impl Plan {
                     Node::Null => continue,
                     Node::Int => Op::SkipInt,
                     Node::Long => Op::SkipLong,
-                    Node::Bytes | Node::String => Op::SkipBytes,
+                    Node::Bytes => Op::SkipBytes,
+                    Node::String => Op::SkipString,
                     Node::Fixed { size } => Op::SkipFixed(*size),
                     _ => Op::Skip(wf.ty),
                 },
@@ -481,6 +490,7 @@ impl Plan {
                 Op::Int(s) => c.int().map(|v| slots[*s as usize] = Some(i64::from(v))),
                 Op::SkipInt => c.int().map(drop),
                 Op::SkipBytes => c.skip_len(),
+                Op::SkipString => c.skip_str(),
                 Op::Skip(id) => c.skip(&self.graph, *id, 0),
                 Op::Long(s) => c.long().map(|v| slots[*s as usize] = Some(v)),
                 Op::SetNone(s) => {
@@ -616,6 +626,20 @@ impl Cursor<'_> {
         self.advance(n)
     }
 
+    /// Skips a string value, checking that it is UTF-8.
+    #[inline(always)]
+    fn skip_str(&mut self) -> Result<(), Problem> {
+        let n = self.long()?;
+        let start = self.pos;
+        self.advance(n)?;
+        let bytes = self.buf.get(start..self.pos).unwrap_or(&[]);
+        std::str::from_utf8(bytes)
+            .map(drop)
+            .map_err(|e| Problem::InvalidUtf8 {
+                valid_up_to: e.valid_up_to(),
+            })
+    }
+
     fn union(&mut self, branches: &[Branch]) -> Result<Option<i64>, Problem> {
         let index = self.long()?;
         let branch = usize::try_from(index)
@@ -643,6 +667,7 @@ impl Cursor<'_> {
         match s {
             Simple::Int => self.int().map(drop),
             Simple::Bytes => self.skip_len(),
+            Simple::String => self.skip_str(),
             Simple::Fixed(n) => self.take(n),
             Simple::Long => self.long().map(drop),
             Simple::Null => Ok(()),
@@ -714,7 +739,9 @@ impl Cursor<'_> {
     }
 
     /// Skips an array or a map: blocks of items (map entries: a string key and a value) until a
-    /// zero count.
+    /// zero count. A block with a negative count announces its size in bytes; its items are
+    /// still walked and checked like any others (the size would allow skipping them unread, but
+    /// then a block of garbage would pass), and the size must be exactly what they take.
     fn skip_blocks(
         &mut self,
         g: &Graph,
@@ -725,52 +752,80 @@ impl Cursor<'_> {
         if depth >= MAX_DEPTH {
             return Err(Problem::TooDeep);
         }
-        let zero_sized = !is_map && is_zero_sized(g, item);
+        loop {
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count > 0 {
+                self.skip_items(g, is_map, item, depth, count as u64)?;
+                continue;
+            }
+            let count = count.checked_neg().ok_or(Problem::BadBlockCount(count))?;
+            let size = self.long()?;
+            if size < 0 {
+                return Err(Problem::NegativeLength(size));
+            }
+            let start = self.pos;
+            let remaining = self.remaining();
+            if size as u64 > remaining as u64 {
+                return Err(Problem::LengthExceedsInput {
+                    len: size as u64,
+                    remaining,
+                });
+            }
+            self.skip_items(g, is_map, item, depth, count as u64)?;
+            let taken = self.pos - start;
+            if taken as u64 != size as u64 {
+                return Err(Problem::BadBlockSize {
+                    declared: size,
+                    taken,
+                });
+            }
+        }
+    }
+
+    /// Skips the `count` items of one block.
+    fn skip_items(
+        &mut self,
+        g: &Graph,
+        is_map: bool,
+        item: NodeId,
+        depth: u32,
+        count: u64,
+    ) -> Result<(), Problem> {
+        if !is_map && is_zero_sized(g, item) {
+            return Ok(());
+        }
         // every item takes at least this many bytes (a map key is a string: one byte at least;
         // an array item that is not zero-sized takes one byte at least)
         let min_item = match is_map {
             true => 1 + g.min_size[item as usize],
             false => g.min_size[item as usize].max(1),
         };
-        loop {
-            let count = self.long()?;
-            if count == 0 {
-                return Ok(());
-            }
-            if count < 0 {
-                // a negative count is followed by the block's size in bytes: skip it whole
-                count.checked_neg().ok_or(Problem::BadBlockCount(count))?;
-                let size = self.long()?;
-                self.advance(size)?;
-                continue;
-            }
-            if zero_sized {
-                continue;
-            }
-            let count = count as u64;
-            let remaining = self.remaining();
-            if count > remaining as u64 / min_item {
-                return Err(Problem::ItemsExceedInput { count, remaining });
-            }
-            match (is_map, &g.flat[item as usize]) {
-                // arrays of flat records (like order_lines): no recursion per item
-                (false, Some(flat)) => {
-                    for _ in 0..count {
-                        for s in flat.iter() {
-                            self.skip_simple(*s)?;
-                        }
+        let remaining = self.remaining();
+        if count > remaining as u64 / min_item {
+            return Err(Problem::ItemsExceedInput { count, remaining });
+        }
+        match (is_map, &g.flat[item as usize]) {
+            // arrays of flat records (like order_lines): no recursion per item
+            (false, Some(flat)) => {
+                for _ in 0..count {
+                    for s in flat.iter() {
+                        self.skip_simple(*s)?;
                     }
                 }
-                _ => {
-                    for _ in 0..count {
-                        if is_map {
-                            self.skip_len()?;
-                        }
-                        self.skip(g, item, depth + 1)?;
+            }
+            _ => {
+                for _ in 0..count {
+                    if is_map {
+                        self.skip_str()?;
                     }
+                    self.skip(g, item, depth + 1)?;
                 }
             }
         }
+        Ok(())
     }
 }
 

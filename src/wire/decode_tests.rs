@@ -979,7 +979,7 @@ fn huge_lengths_and_counts_fail_before_any_work() {
 }
 
 #[test]
-fn negative_block_counts_skip_by_size() {
+fn negative_block_counts_are_walked_and_checked_against_their_size() {
     let d = decoders(&[(1, UPSTREAM_PIZZA_ORDERS)]);
     let mut line = Vec::new();
     put_long(&mut line, 66);
@@ -1008,6 +1008,37 @@ fn negative_block_counts_skip_by_size() {
         reference(ORDERS, &writer(1, UPSTREAM_PIZZA_ORDERS), &b),
         Ok(expected)
     );
+    // a sized block whose size is not what its items take
+    let head_len = b.len() - 3 * line.len() - 4;
+    for size in [2 * line.len() as i64 - 1, 2 * line.len() as i64 + 1] {
+        let mut c = b[..head_len].to_vec();
+        put_long(&mut c, -2);
+        put_long(&mut c, size);
+        c.extend_from_slice(&line);
+        c.extend_from_slice(&line);
+        c.extend_from_slice(&[0, 0]);
+        let (field, problem) = malformed(d.decode(InputKind::Orders, &framed(1, &c)).unwrap_err());
+        assert_eq!(field, "order_lines");
+        assert_eq!(
+            problem,
+            Problem::BadBlockSize {
+                declared: size,
+                taken: 2 * line.len()
+            }
+        );
+    }
+    // the items of a sized block are checked like any others (a block of garbage of the right
+    // size used to pass unread)
+    let mut bad_line = line.clone();
+    bad_line[4] = 0xff; // "c\xfflzone"
+    let mut c = b[..head_len].to_vec();
+    put_long(&mut c, -1);
+    put_long(&mut c, bad_line.len() as i64);
+    c.extend_from_slice(&bad_line);
+    put_long(&mut c, 0);
+    let (_, problem) = malformed(d.decode(InputKind::Orders, &framed(1, &c)).unwrap_err());
+    assert_eq!(problem, Problem::InvalidUtf8 { valid_up_to: 1 });
+    assert!(reference(ORDERS, &writer(1, UPSTREAM_PIZZA_ORDERS), &c[..]).is_err());
 }
 
 #[test]
@@ -1236,7 +1267,7 @@ fn unknown_ids_ask_to_be_learned_and_missing_ones_fail_permanently() {
     let err = d.decode(InputKind::Completed, &payload).unwrap_err();
     assert_eq!(err, DecodeError::UnknownSchemaId(21));
     assert!(err.is_unknown_schema());
-    assert_eq!(err.reason(), "unknown_schema_id");
+    assert_eq!(err.reason(), "unknown_schema");
     d.learn_missing(21, "schema id 21 not found in the schema registry");
     let err = d.decode(InputKind::Completed, &payload).unwrap_err();
     assert_eq!(
@@ -1884,5 +1915,215 @@ fn fast_path_equals_apache_avro_on_random_upstream_records() {
         let fast = d.decode(kind, &buf);
         let slow = reference(reader, &ws[reader], &buf[5..]);
         assert_eq!(fast.map_err(|e| e.to_string()), slow);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// poison pills
+
+/// The upstream completed body with `status` replaced by raw `status` bytes.
+fn completed_body_with_status(status: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [3i64, 7, 18_500] {
+        put_long(&mut b, v);
+    }
+    put_long(&mut b, status.len() as i64);
+    b.extend_from_slice(status);
+    for v in [60i64, 600] {
+        put_long(&mut b, v);
+    }
+    b
+}
+
+#[test]
+fn a_skipped_string_must_be_utf8() {
+    let d = decoders(&[(2, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
+    assert_eq!(
+        d.decode(
+            InputKind::Completed,
+            &framed(2, &completed_body_with_status("prêt 🍕".as_bytes()))
+        ),
+        Ok(completed(3, 7, Some(60), Some(600)))
+    );
+    for (bytes, valid_up_to) in [
+        (&b"\xff"[..], 0),
+        (b"ok\xc3", 2),           // a sequence cut short
+        (b"\xed\xa0\x80", 0),     // a UTF-16 surrogate
+        (b"done\xc0\xafyes", 4),  // an overlong encoding
+        (b"\xf4\x90\x80\x80", 0), // beyond U+10FFFF
+    ] {
+        let err = d
+            .decode(
+                InputKind::Completed,
+                &framed(2, &completed_body_with_status(bytes)),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason(), "malformed");
+        assert_eq!(
+            malformed(err),
+            ("status".to_string(), Problem::InvalidUtf8 { valid_up_to }),
+            "{bytes:?}"
+        );
+    }
+    // apache-avro agrees that such a record is not valid Avro
+    let schema = Schema::parse_str(UPSTREAM_PIZZA_ORDERS_COMPLETED).unwrap();
+    let body = completed_body_with_status(b"\xff");
+    assert!(apache_avro::from_avro_datum(&schema, &mut &body[..], None).is_err());
+}
+
+#[test]
+fn strings_inside_skipped_values_and_map_keys_must_be_utf8_but_bytes_need_not() {
+    let text = completed_with(
+        r#"{"name":"tags","type":{"type":"map","values":"bytes"}},
+           {"name":"blob","type":"bytes"},
+           {"name":"lines","type":{"type":"array","items":{"type":"record","name":"l","fields":[{"name":"c","type":"string"}]}}},"#,
+        "",
+    );
+    let d = decoders(&[(5, &text)]);
+    let body = |key: &[u8], blob: &[u8], line: &[u8]| {
+        let mut b = Vec::new();
+        put_long(&mut b, 1);
+        put_long(&mut b, key.len() as i64);
+        b.extend_from_slice(key);
+        put_long(&mut b, blob.len() as i64);
+        b.extend_from_slice(blob);
+        put_long(&mut b, 0);
+        put_long(&mut b, blob.len() as i64);
+        b.extend_from_slice(blob);
+        put_long(&mut b, 1);
+        put_long(&mut b, line.len() as i64);
+        b.extend_from_slice(line);
+        put_long(&mut b, 0);
+        put_long(&mut b, 4);
+        put_long(&mut b, 5);
+        b
+    };
+    assert_eq!(
+        d.decode(
+            InputKind::Completed,
+            &framed(5, &body(b"k", b"\xff\xfe", b"x"))
+        ),
+        Ok(completed(4, 5, None, None))
+    );
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(5, &body(b"\xff", b"", b"x")))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        ("tags", Problem::InvalidUtf8 { valid_up_to: 0 })
+    );
+    let (field, problem) = malformed(
+        d.decode(InputKind::Completed, &framed(5, &body(b"k", b"", b"a\x80")))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (field.as_str(), problem),
+        ("lines", Problem::InvalidUtf8 { valid_up_to: 1 })
+    );
+}
+
+#[test]
+fn zero_and_negative_schema_ids_are_framing_errors() {
+    let d = decoders(&[(2, UPSTREAM_PIZZA_ORDERS_COMPLETED)]);
+    let body = upstream_completed_body(1, 2, 3, 4);
+    // the id is a big-endian signed 32-bit integer: 0, -1 and i32::MIN are never registry ids
+    for id in [0u32, u32::MAX, 0x8000_0000] {
+        let err = d
+            .decode(InputKind::Completed, &framed(id, &body))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::Framing(FramingError::InvalidSchemaId { id }),
+            "{id:#x}"
+        );
+        assert_eq!(err.reason(), "framing");
+    }
+}
+
+#[test]
+fn every_kind_of_poison_pill_is_a_permanent_error() {
+    let d = decoders(&[
+        (1, UPSTREAM_PIZZA_ORDERS),
+        (2, UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        (3, UPSTREAM_PIZZA_ORDERS_CANCELLED),
+    ]);
+    let good = framed(2, &upstream_completed_body(3, 7, 60, 600));
+    let mut huge_array = framed(1, &[]);
+    for v in [1i64, 2, 3, 4, 0, i64::MAX / 2] {
+        put_long(&mut huge_array, v);
+    }
+    let out_of_range = {
+        let mut b = Vec::new();
+        for v in [3i64, i64::from(i32::MAX) + 1, 18_500, 0, 60, 600] {
+            put_long(&mut b, v);
+        }
+        framed(2, &b)
+    };
+    // (what, payload, reason), all on the completed topic but the huge array (an order)
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "framing"),
+        ("garbage", b"{\"store_id\": 3}".to_vec(), "framing"),
+        ("wrong magic", [&[1u8][..], &good[1..]].concat(), "framing"),
+        ("zero id", [&[0u8; 5][..], &good[5..]].concat(), "framing"),
+        (
+            "negative id",
+            [&[0u8, 0xff, 0xff, 0xff, 0xfe][..], &good[5..]].concat(),
+            "framing",
+        ),
+        ("truncated", good[..good.len() - 1].to_vec(), "malformed"),
+        ("trailing", [&good[..], &[0]].concat(), "malformed"),
+        ("huge array", huge_array, "malformed"),
+        (
+            "invalid utf-8",
+            framed(2, &completed_body_with_status(b"\xc3\x28")),
+            "malformed",
+        ),
+        ("int out of range", out_of_range, "malformed"),
+        (
+            "negative store",
+            framed(2, &upstream_completed_body(-3, 7, 60, 600)),
+            "invalid_value",
+        ),
+        (
+            "negative duration",
+            framed(2, &upstream_completed_body(3, 7, -60, 600)),
+            "invalid_value",
+        ),
+    ];
+    assert!(d.decode(InputKind::Completed, &good).is_ok());
+    for (what, payload, reason) in &cases {
+        let kind = match *what {
+            "huge array" => InputKind::Orders,
+            _ => InputKind::Completed,
+        };
+        match d.decode(kind, payload) {
+            Err(e) => {
+                assert_eq!(e.reason(), *reason, "{what}: {e}");
+                assert!(!e.is_unknown_schema(), "{what}");
+            }
+            Ok(v) => panic!("{what} decoded as {v:?}"),
+        }
+    }
+    // the completed schema's id on the orders and cancelled topics: incompatible, named
+    for kind in [InputKind::Orders, InputKind::Cancelled] {
+        let err = d.decode(kind, &good).unwrap_err();
+        assert_eq!(err.reason(), "incompatible_schema", "{err}");
+    }
+    // every reason is a label the dead-letter metric knows
+    let labels: Vec<&str> = crate::metrics::DeadLetterReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    let missing = DecodeError::SchemaUnavailable {
+        schema_id: 9,
+        reason: Arc::from("not found"),
+    };
+    for reason in cases
+        .iter()
+        .map(|c| c.2)
+        .chain(["incompatible_schema", missing.reason()])
+    {
+        assert!(labels.contains(&reason), "{reason} is not in {labels:?}");
     }
 }

@@ -88,8 +88,11 @@ pub(crate) enum Simple {
     Boolean,
     Int,
     Long,
-    /// Bytes or string: a length, then that many bytes.
+    /// Bytes: a length, then that many bytes.
     Bytes,
+    /// String: a length, then that many bytes of UTF-8 (checked even when skipped, as Avro
+    /// requires).
+    String,
     /// Fixed, float (4), double (8): that many bytes.
     Fixed(usize),
     Enum(u32),
@@ -105,7 +108,8 @@ impl Simple {
             Node::Long => Simple::Long,
             Node::Float => Simple::Fixed(4),
             Node::Double => Simple::Fixed(8),
-            Node::Bytes | Node::String => Simple::Bytes,
+            Node::Bytes => Simple::Bytes,
+            Node::String => Simple::String,
             Node::Fixed { size } => Simple::Fixed(*size),
             Node::Enum { symbols } => Simple::Enum(*symbols),
             _ => return None,

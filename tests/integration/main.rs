@@ -7,5 +7,6 @@
 
 mod common;
 mod datagen;
+mod poison;
 mod service;
 mod stack;

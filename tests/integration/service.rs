@@ -1,5 +1,6 @@
 //! The service end to end on the local stack: lifecycles in, exact wait times out over HTTP and
-//! on the wait-times topic; workshop-style incoherent data; dead letters; priors; HTTP errors.
+//! on the wait-times topic; workshop-style incoherent data; priors; HTTP errors (dead letters:
+//! `poison.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,11 @@ pub struct Topics {
 
 impl Topics {
     pub async fn create(partitions: i32) -> Topics {
+        Topics::create_at(&common::bootstrap(), partitions).await
+    }
+
+    /// [`Topics::create`] on another broker (a test's private one).
+    pub async fn create_at(bootstrap: &str, partitions: i32) -> Topics {
         let t = Topics {
             orders: common::unique("pizza_orders_avro"),
             completed: common::unique("pizza_orders_completed_avro"),
@@ -37,13 +43,16 @@ impl Topics {
             dead_letter: common::unique("waittimes_dlq"),
             group: common::unique("waittimes"),
         };
-        common::create_topics(&[
-            (&t.orders, partitions),
-            (&t.completed, partitions),
-            (&t.cancelled, partitions),
-            (&t.wait_times, 1),
-            (&t.dead_letter, 1),
-        ])
+        common::create_topics_at(
+            bootstrap,
+            &[
+                (&t.orders, partitions),
+                (&t.completed, partitions),
+                (&t.cancelled, partitions),
+                (&t.wait_times, 1),
+                (&t.dead_letter, 1),
+            ],
+        )
         .await;
         t
     }
@@ -79,7 +88,14 @@ pub struct Service {
 
 impl Service {
     pub async fn start(topics: &Topics) -> Service {
+        Service::start_with(topics, &[]).await
+    }
+
+    /// [`Service::start`] with some settings replaced (`WAITTIMES__...` names).
+    pub async fn start_with(topics: &Topics, overrides: &[(&str, String)]) -> Service {
         let mut env = topics.env();
+        env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
+        env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.clone())));
         // Tansu joins a group in half the session timeout: keep it short in tests.
         env.push((
             "WAITTIMES__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS".into(),
@@ -181,8 +197,13 @@ pub struct Producer {
 
 impl Producer {
     pub fn new() -> Producer {
+        Producer::with(common::producer())
+    }
+
+    /// Produces with `producer` (e.g. one for a test's private broker).
+    pub fn with(producer: rdkafka::producer::FutureProducer) -> Producer {
         Producer {
-            producer: common::producer(),
+            producer,
             ids: HashMap::new(),
         }
     }
@@ -415,92 +436,8 @@ async fn workshop_style_incoherent_data_uses_reported_durations() {
     svc.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_flow() {
-    common::require_stack();
-    let t = Topics::create(1).await;
-    let mut p = Producer::new();
-    let base = now_ms() - 30 * MINUTE;
-    p.order(&t, 3, 1, base).await;
-    let completed_id = common::register_avro(
-        &format!("{}-value", t.completed),
-        waittimes::wire::UPSTREAM_PIZZA_ORDERS_COMPLETED,
-    )
-    .await;
-    let mut good = Vec::new();
-    PizzaOrderCompleted {
-        store_id: 3,
-        store_order_id: 1,
-        date: 1,
-        status: "completed",
-        rack_time_secs: 1,
-        order_delivery_time_secs: 1,
-    }
-    .write_framed(completed_id, &mut good);
-    let mut negative = Vec::new();
-    PizzaOrderCompleted {
-        store_id: -3,
-        ..sample_completed()
-    }
-    .write_framed(completed_id, &mut negative);
-    let bad: Vec<(&str, Option<Vec<u8>>)> = vec![
-        ("garbage", Some(b"this is not avro at all".to_vec())),
-        ("wrong magic", Some([&[1u8][..], &good[1..]].concat())),
-        (
-            "unknown schema id",
-            Some([&[0u8, 0x7f, 0xff, 0xff, 0x00][..], &good[5..]].concat()),
-        ),
-        ("truncated", Some(good[..good.len() - 3].to_vec())),
-        ("negative store", Some(negative)),
-        ("empty", Some(Vec::new())),
-        ("tombstone", None),
-    ];
-    for (_, payload) in &bad {
-        p.raw(&t.completed, Some("3"), payload.as_deref(), base + MINUTE)
-            .await;
-    }
-    p.raw(&t.completed, Some("3"), Some(&good), base + 9 * MINUTE)
-        .await;
-
-    let svc = Service::start(&t).await;
-    svc.wait_ready().await;
-    let s3 = svc.wait_for_store(3, |b| b["observations"] == 1).await;
-    assert_eq!(s3["wait_time_minutes"], 9, "{s3}");
-
-    let dlq = common::consumer(&common::unique("dlq-reader"));
-    dlq.subscribe(&[&t.dead_letter]).expect("subscribe");
-    let letters = common::recv_n(&dlq, bad.len()).await;
-    for (letter, (what, payload)) in letters.iter().zip(&bad) {
-        let header = |name: &str| header(letter, name, what);
-        assert_eq!(header("waittimes.source.topic"), t.completed, "{what}");
-        assert_eq!(header("waittimes.source.partition"), "0", "{what}");
-        assert!(!header("waittimes.error").is_empty(), "{what}");
-        // Kafka may carry an empty value as null: compare the bytes.
-        assert_eq!(
-            letter.payload().unwrap_or_default(),
-            payload.as_deref().unwrap_or_default(),
-            "{what}"
-        );
-        assert_eq!(letter.key(), Some(&b"3"[..]), "{what}");
-    }
-    let offsets: Vec<String> = letters
-        .iter()
-        .map(|l| header(l, "waittimes.source.offset", "offset"))
-        .collect();
-    assert_eq!(
-        offsets,
-        (0..bad.len()).map(|o| o.to_string()).collect::<Vec<_>>()
-    );
-    let (_, metrics) = raw_get(&svc, "/metrics").await;
-    assert!(
-        metrics.contains("waittimes_dead_letters_total"),
-        "{metrics}"
-    );
-    svc.stop().await;
-}
-
 /// A dead letter's header as text; fails the test, naming `what`, when it is missing.
-fn header(letter: &rdkafka::message::OwnedMessage, name: &str, what: &str) -> String {
+pub fn header(letter: &rdkafka::message::OwnedMessage, name: &str, what: &str) -> String {
     letter
         .headers()
         .and_then(|h| h.iter().find(|h| h.key == name))
@@ -509,18 +446,7 @@ fn header(letter: &rdkafka::message::OwnedMessage, name: &str, what: &str) -> St
         .unwrap_or_else(|| panic!("{what}: header {name} missing"))
 }
 
-fn sample_completed() -> PizzaOrderCompleted<'static> {
-    PizzaOrderCompleted {
-        store_id: 1,
-        store_order_id: 1,
-        date: 1,
-        status: "completed",
-        rack_time_secs: 100,
-        order_delivery_time_secs: 100,
-    }
-}
-
-async fn raw_get(svc: &Service, path: &str) -> (u16, String) {
+pub async fn raw_get(svc: &Service, path: &str) -> (u16, String) {
     let r = reqwest::get(format!("{}{path}", svc.base))
         .await
         .expect("GET");
