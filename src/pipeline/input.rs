@@ -2,7 +2,7 @@
 //! path). It replays each assigned partition from `now − replay horizon`, decodes, applies,
 //! dead-letters what it cannot use, and publishes changed answers to the snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +20,16 @@ use crate::health::{Condition, Health};
 use crate::http::Snapshot;
 use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
-use crate::state::{Counters, Outcome, State};
+use crate::state::{Counters, IdHasherBuilder, IdMap, Outcome, State};
 use crate::wire::{DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
 const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the snapshot (HTTP, emitter) is refreshed from the state.
 const REFRESH_EVERY: Duration = Duration::from_millis(50);
+/// Records between two reads of the monotonic clock for the refresh (and whenever a poll
+/// comes back empty): at ~1 µs a record this delays a refresh by well under a millisecond.
+const CLOCK_EVERY: u32 = 64;
 /// Registry retry backoff bounds for records whose schema cannot be fetched yet.
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(15);
@@ -229,7 +232,8 @@ struct Blocked {
 /// Runs the consumer loop until `stop` is set. Returns the state for a final publish.
 pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
     let mut targets = Targets::default();
-    let mut store_partition: HashMap<StoreId, i32> = HashMap::new();
+    let mut store_partition: IdMap<StoreId, i32> = IdMap::with_hasher(IdHasherBuilder::random());
+    let mut since_clock = 0u32;
     let mut blocked: Vec<Blocked> = Vec::new();
     let mut last_refresh = Instant::now();
     let mut was_caught_up = false;
@@ -241,6 +245,7 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
         .set_not_ready(Condition::Assignment, "waiting for a partition assignment");
     while !input.stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
+        let polled_none = polled.is_none();
         handle_pending(&consumer, &mut input, &mut targets, &mut store_partition);
         match polled {
             None => {}
@@ -265,17 +270,15 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
         if !blocked.is_empty() {
             retry_blocked(&consumer, &mut input, &mut blocked);
         }
-        if last_refresh.elapsed() >= REFRESH_EVERY {
+        // The clock is read every few records, not per record (it showed in profiles).
+        since_clock += 1;
+        if (since_clock >= CLOCK_EVERY || polled_none) && last_refresh.elapsed() >= REFRESH_EVERY {
+            since_clock = 0;
             last_refresh = Instant::now();
             prune_caught_up(&consumer, &mut targets);
             let caught_up = targets.is_empty() && !consumer_has_no_assignment(&consumer);
-            if caught_up != was_caught_up {
-                was_caught_up = caught_up;
-                input.caught_up.store(caught_up, Ordering::Release);
-                if caught_up {
-                    tracing::info!("caught up with the end offsets seen at assignment");
-                }
-            }
+            // Readiness first, then the emitter's flag: whoever sees "not caught up" in
+            // readiness knows that nothing has been published from the replay yet.
             if caught_up {
                 input.health.set_ok(Condition::CaughtUp);
             } else {
@@ -286,6 +289,13 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                         targets.len()
                     ),
                 );
+            }
+            if caught_up != was_caught_up {
+                was_caught_up = caught_up;
+                input.caught_up.store(caught_up, Ordering::Release);
+                if caught_up {
+                    tracing::info!("caught up with the end offsets seen at assignment");
+                }
             }
             refresh(&mut input, &mut dirty, &mut totals);
         }
@@ -309,7 +319,7 @@ fn handle_pending(
     consumer: &BaseConsumer<InputContext>,
     input: &mut Input,
     targets: &mut Targets,
-    store_partition: &mut HashMap<StoreId, i32>,
+    store_partition: &mut IdMap<StoreId, i32>,
 ) {
     let pending = consumer.context().take_pending();
     if !pending.revoked.is_empty() {
@@ -399,7 +409,7 @@ fn kind_of(topics: &[(String, InputKind)], topic: &str) -> Option<InputKind> {
 fn handle_message(
     msg: &BorrowedMessage<'_>,
     input: &mut Input,
-    store_partition: &mut HashMap<StoreId, i32>,
+    store_partition: &mut IdMap<StoreId, i32>,
 ) -> Option<Blocked> {
     let kind = kind_of(&input.topics, msg.topic())?;
     let at = match msg.timestamp() {
@@ -458,7 +468,11 @@ fn handle_message(
             let outcome = input.state.apply(&event, at);
             store_partition.insert(event.store_id(), msg.partition());
             input.metrics.event(kind, event_outcome(outcome));
-            input.metrics.observe_processing_latency(at, now_ms());
+            // The histogram only observes once caught up; reading the wall clock per record
+            // during a replay cost ~10 % of the consumer thread (profiled), so check first.
+            if input.health.is_ok(Condition::CaughtUp) {
+                input.metrics.observe_processing_latency(at, now_ms());
+            }
         }
         Err(err) => {
             dead_letter(input, msg, err.reason(), err.to_string());

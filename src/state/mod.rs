@@ -66,7 +66,8 @@ mod window;
 pub use estimator::{Estimator, ParseEstimatorError};
 
 use crate::domain::{EventTime, OrderEvent, StoreId, StoreWait};
-use hash::{IdHasherBuilder, IdMap};
+/// Also used by the input loop for its store → partition map.
+pub(crate) use hash::{IdHasherBuilder, IdMap};
 use std::collections::hash_map::Entry;
 use store::Store;
 

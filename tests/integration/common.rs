@@ -82,9 +82,14 @@ pub fn unique(base: &str) -> String {
 /// Client settings every test client starts from; the short session timeout matters with Tansu,
 /// whose group joins take about half of `session.timeout.ms`.
 pub fn client_config() -> ClientConfig {
+    client_config_at(&bootstrap())
+}
+
+/// [`client_config`] for another broker (a test's private one).
+pub fn client_config_at(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4")
         .set("socket.timeout.ms", "10000")
         .set("session.timeout.ms", "6000")
@@ -113,19 +118,27 @@ pub fn consumer(group: &str) -> StreamConsumer {
         .expect("create consumer")
 }
 
-pub fn admin() -> AdminClient<DefaultClientContext> {
-    client_config().create().expect("create admin client")
+/// An admin client for `bootstrap` (the shared broker's or a test's private one).
+pub fn admin_at(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config_at(bootstrap)
+        .create()
+        .expect("create admin client")
 }
 
 /// Creates the topics (name, partitions) and waits until the broker's metadata shows all of them
 /// with all their partitions.
 pub async fn create_topics(topics: &[(&str, i32)]) {
+    create_topics_at(&bootstrap(), topics).await
+}
+
+/// [`create_topics`] on another broker (a test's private one).
+pub async fn create_topics_at(bootstrap: &str, topics: &[(&str, i32)]) {
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|&(name, partitions)| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin()
+    let results = admin_at(bootstrap)
         .create_topics(&new, &options)
         .await
         .expect("CreateTopics request");
@@ -135,7 +148,10 @@ pub async fn create_topics(topics: &[(&str, i32)]) {
             Err((name, code)) => panic!("creating topic {name}: {code}"),
         }
     }
-    let probe = consumer(&unique("metadata-probe"));
+    let probe: StreamConsumer = client_config_at(bootstrap)
+        .set("group.id", unique("metadata-probe"))
+        .create()
+        .expect("create consumer");
     let deadline = Instant::now() + TIMEOUT;
     for &(name, partitions) in topics {
         loop {

@@ -5,8 +5,12 @@
 //! `http://127.0.0.1:18081`), then `cargo test --test integration`. Every test uses its own
 //! uniquely named topics and groups, so they run in parallel on one stack.
 
+mod broker;
 mod common;
 mod datagen;
+mod faults;
 mod poison;
+mod proxy;
+mod recovery;
 mod service;
 mod stack;
