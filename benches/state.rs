@@ -1,4 +1,6 @@
-//! `State::apply` per event on a coherent stream in the steady state, and `State::answer`.
+//! `State::apply` per event on a coherent stream in the steady state, `State::answer`, and
+//! the consumer thread's whole per-record work on one core: Confluent-framed bytes →
+//! `Decoders::decode` → `State::apply` (`state/decode_apply`).
 //!
 //! The stream: 10 stores, one order every 100 ms (event time) across them; 90 % complete
 //! 15–40 min later, 8 % are cancelled 1–5 min later, 2 % never end (they expire after
@@ -10,8 +12,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use waittimes::domain::InputKind;
 use waittimes::domain::{EventTime, OrderCancelled, OrderCompleted, OrderEvent, OrderPlaced};
 use waittimes::state::{State, StateConfig};
+use waittimes::wire::{
+    self, Decoders, OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted,
+    UpstreamRecord, WriterSchema,
+};
 
 const STORES: i32 = 10;
 const ORDERS: i64 = 200_000;
@@ -170,5 +177,114 @@ fn apply(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, apply);
+/// Two lines, as a typical upstream order carries (the decoder skips them).
+static LINES: [OrderLine<'static>; 2] = [
+    OrderLine {
+        product_id: 12,
+        category: "pizza",
+        quantity: 2,
+        unit_price: 11.5,
+        net_price: 23.0,
+    },
+    OrderLine {
+        product_id: 41,
+        category: "dessert",
+        quantity: 1,
+        unit_price: 4.25,
+        net_price: 4.25,
+    },
+];
+
+/// Appends `e` framed as its upstream topic's record (schema ids 1, 2, 3); returns the topic.
+fn frame(e: &OrderEvent, t: EventTime, buf: &mut Vec<u8>) -> InputKind {
+    let date = (t / 86_400_000) as i32;
+    match *e {
+        OrderEvent::Placed(p) => {
+            PizzaOrder {
+                store_id: p.store_id,
+                store_order_id: p.store_order_id,
+                coupon_code: 1234,
+                date,
+                status: "accepted",
+                order_lines: &LINES,
+            }
+            .write_framed(1, buf);
+            InputKind::Orders
+        }
+        OrderEvent::Completed(c) => {
+            PizzaOrderCompleted {
+                store_id: c.store_id,
+                store_order_id: c.store_order_id,
+                date,
+                status: "completed",
+                rack_time_secs: c.rack_time_secs.unwrap_or(0),
+                order_delivery_time_secs: c.order_delivery_time_secs.unwrap_or(0),
+            }
+            .write_framed(2, buf);
+            InputKind::Completed
+        }
+        OrderEvent::Cancelled(c) => {
+            PizzaOrderCancelled {
+                store_id: c.store_id,
+                store_order_id: c.store_order_id,
+                date,
+                status: "cancelled",
+            }
+            .write_framed(3, buf);
+            InputKind::Cancelled
+        }
+    }
+}
+
+/// Framed bytes → decode → apply, one core; the batch is framed outside the timed part.
+fn decode_apply(c: &mut Criterion) {
+    let mut decoders = Decoders::new();
+    for (id, text) in [
+        (1, wire::UPSTREAM_PIZZA_ORDERS),
+        (2, wire::UPSTREAM_PIZZA_ORDERS_COMPLETED),
+        (3, wire::UPSTREAM_PIZZA_ORDERS_CANCELLED),
+    ] {
+        let schema = WriterSchema::parse(id, text).expect("upstream schema parses");
+        decoders.learn(id, &schema);
+    }
+    let mut replay = Replay::new();
+    let mut state = State::new(StateConfig::default());
+    for _ in 0..replay.events.len() {
+        let (e, t) = replay.next();
+        state.apply(&e, t);
+    }
+    let mut group = c.benchmark_group("state");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode_apply", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut bytes = Vec::with_capacity(4096 * 64);
+            let mut records: Vec<(InputKind, usize, usize, EventTime)> = Vec::with_capacity(4096);
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(4096);
+                bytes.clear();
+                records.clear();
+                for _ in 0..n {
+                    let (e, t) = replay.next();
+                    let from = bytes.len();
+                    let kind = frame(&e, t, &mut bytes);
+                    records.push((kind, from, bytes.len(), t));
+                }
+                let start = Instant::now();
+                for &(kind, from, to, t) in &records {
+                    if let Ok(event) = decoders.decode(kind, black_box(&bytes[from..to])) {
+                        black_box(state.apply(&event, t));
+                    }
+                }
+                total += start.elapsed();
+                left -= n;
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply, decode_apply);
 criterion_main!(benches);

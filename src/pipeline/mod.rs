@@ -318,7 +318,7 @@ fn state_config(config: &Config) -> StateConfig {
 /// The input consumer: the group, replay positions set by the rebalance callback, statistics
 /// for lag and broker health, and fetch sizes that keep a fast broker busy. Every default here
 /// can be overridden under `[kafka.properties]`.
-fn input_consumer_config(config: &Config) -> rdkafka::ClientConfig {
+pub(crate) fn input_consumer_config(config: &Config) -> rdkafka::ClientConfig {
     use crate::config::set_if_absent;
     let mut c = config.consumer_config();
     set_if_absent(&mut c, "auto.offset.reset", "earliest");

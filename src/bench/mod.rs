@@ -1,0 +1,333 @@
+//! `waittimes bench`: measures the service against a running broker and registry in one run,
+//! and prints a Markdown table.
+//!
+//! 1. preload N simulated events into fresh input topics (the datagen library, in process);
+//! 2. raw consume rate of those records with a plain consumer, the pipeline's client config;
+//! 3. the service (`waittimes run`, a child process) over the same records from the beginning,
+//!    until every store's final wait time is visible on the output topic;
+//! 4. steady load: record → state (the service's own latency histogram) and record → output
+//!    topic (probe stores whose first answer is timed end to end);
+//! 5. resident memory: idle, and with many open orders;
+//! 6. HTTP with `wrk` while ingesting;
+//! 7. the Quix Streams peer over the same input (bench/peers/quix), if present.
+//!
+//! The service runs as a child process so its memory is its own and the code path is exactly
+//! `waittimes run`. Performance is measured and reported here, never asserted in tests.
+
+mod load;
+mod peer;
+mod report;
+mod service;
+mod watch;
+mod wrk;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::ClientConfig;
+
+use crate::wire;
+
+pub use report::Report;
+
+/// Probe store ids start here, far above any simulated store.
+const PROBE_BASE: i32 = 100_000_000;
+
+/// `waittimes bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events to preload and process (steps 1–3).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+
+    /// Simulated stores in the preload and the steady load.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub stores: u32,
+
+    /// Steady load: events per second (step 4 and the ingest during step 6).
+    #[arg(long, default_value_t = 20_000)]
+    pub steady_rate: u64,
+
+    /// Steady load: seconds.
+    #[arg(long, default_value_t = 30)]
+    pub steady_seconds: u64,
+
+    /// Steady load: the producer's linger.ms. Tansu answers small produce requests slowly, so
+    /// a very short linger measures the broker's queueing rather than the service.
+    #[arg(long, default_value_t = 5)]
+    pub steady_linger_ms: u32,
+
+    /// Open orders loaded for the memory step.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub open_orders: u64,
+
+    /// The service's `output.emit_interval` during the run.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub emit_interval: Duration,
+
+    /// HTTP step: seconds of `wrk`.
+    #[arg(long, default_value_t = 10)]
+    pub http_seconds: u64,
+
+    /// HTTP step: concurrent connections of `wrk`.
+    #[arg(long, default_value_t = 64)]
+    pub http_connections: u32,
+
+    /// Do not run the Quix Streams peer.
+    #[arg(long)]
+    pub skip_peer: bool,
+
+    /// Give the peer at most this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub peer_timeout: u64,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+
+    /// Schema Registry URL.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub schema_registry: String,
+
+    /// A librdkafka property for the service's clients and the raw consumer (repeatable),
+    /// e.g. `-X fetch.min.bytes=1000000`.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+
+    /// Write the table into this Markdown file (BENCHMARKS.md), replacing the previous one.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Why a bench run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("schema registry: {0}")]
+    Registry(#[from] wire::Error),
+    #[error("preload: {0}")]
+    Datagen(#[from] crate::datagen::Error),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::Error),
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The topic names of one run: fresh, so runs never see each other's records.
+#[derive(Debug, Clone)]
+pub(crate) struct Topics {
+    pub orders: String,
+    pub completed: String,
+    pub cancelled: String,
+    pub wait_times: String,
+    pub dead_letter: String,
+}
+
+impl Topics {
+    fn new(prefix: &str) -> Topics {
+        Topics {
+            orders: format!("{prefix}_orders"),
+            completed: format!("{prefix}_completed"),
+            cancelled: format!("{prefix}_cancelled"),
+            wait_times: format!("{prefix}_waittimes"),
+            dead_letter: format!("{prefix}_dlq"),
+        }
+    }
+
+    fn inputs(&self) -> [&str; 3] {
+        [&self.orders, &self.completed, &self.cancelled]
+    }
+
+    fn all(&self) -> [&str; 5] {
+        [
+            &self.orders,
+            &self.completed,
+            &self.cancelled,
+            &self.wait_times,
+            &self.dead_letter,
+        ]
+    }
+}
+
+/// Progress on stderr (the table goes to stdout).
+fn say(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Runs every step and returns the report (also written to `--output` if given).
+pub async fn run(args: BenchArgs) -> Result<Report> {
+    if args.events == 0 || args.steady_rate == 0 || args.steady_seconds == 0 {
+        return Err(Error::Failed(
+            "--events, --steady-rate and --steady-seconds must be at least 1".into(),
+        ));
+    }
+    let started = Instant::now();
+    let mut report = Report::new(&args);
+    let run_id = format!("bench_{}_{}", now_ms(), std::process::id());
+    let topics = Topics::new(&run_id);
+    let admin = load::admin_config(&args.bootstrap);
+    load::create_topics(&admin, &topics.all(), 3).await?;
+
+    // 1. Preload.
+    say(format!(
+        "1/7 preloading {} simulated events ({} stores) into {}_*",
+        args.events, args.stores, run_id
+    ));
+    let preload = load::preload(&args, &topics).await?;
+    say(format!(
+        "    {} events in {:.1}s ({:.0}/s)",
+        preload.events(),
+        preload.elapsed.as_secs_f64(),
+        preload.events_per_sec()
+    ));
+    report.preload = Some((preload.events(), preload.events_per_sec()));
+    let total = preload.events();
+
+    // 2. Raw consume rate with the pipeline's client config, and with fetch.min.bytes raised.
+    let work = tempdir(&run_id)?;
+    let service_cfg =
+        service::ServiceConfig::new(&args, &topics, &format!("{run_id}_service"), &work);
+    let base = service_cfg.consumer_config()?;
+    say("2/7 raw consume, the service's consumer config");
+    let raw = load::raw_consume(base.clone(), &topics, total, &format!("{run_id}_raw1")).await?;
+    say(format!("    {:.0} records/s", raw));
+    report.raw = Some(raw);
+    let tuned_min_bytes = base.get("fetch.min.bytes").is_none();
+    if tuned_min_bytes {
+        let mut tuned = base.clone();
+        tuned.set("fetch.min.bytes", "1000000");
+        say("    raw consume again with fetch.min.bytes=1000000");
+        let r = load::raw_consume(tuned, &topics, total, &format!("{run_id}_raw2")).await?;
+        say(format!("    {:.0} records/s", r));
+        report.raw_min_bytes = Some(r);
+    }
+
+    // 3. The service over the same records.
+    say("3/7 the service (waittimes run) over the same records");
+    let watcher = watch::OutputWatcher::start(&args.bootstrap, &topics.wait_times, &run_id)?;
+    let mut svc = service::Service::spawn(&service_cfg, &work.join("service.log"))?;
+    let e2e = svc.replay(total, &watcher).await;
+    let e2e = match e2e {
+        Ok(e) => e,
+        Err(err) => {
+            svc.stop().await;
+            return Err(err);
+        }
+    };
+    say(format!(
+        "    applied at {:.0} events/s, final wait times of {} stores published at {:.0} events/s",
+        e2e.applied_rate, e2e.stores, e2e.published_rate
+    ));
+    report.pipeline = Some(e2e);
+    report.rss_after_replay = svc.rss_bytes();
+
+    // 7 (run now, while the topics hold exactly the preload): the peer.
+    if args.skip_peer {
+        report.peer = peer::Outcome::Skipped("--skip-peer".into());
+    } else {
+        say("7/7 the Quix Streams peer over the same input (runs now, on the preload only)");
+        report.peer = peer::run(&args, &topics, total, &run_id).await;
+        say(format!("    {}", report.peer.describe()));
+    }
+
+    // 4. Steady load: latencies.
+    say(format!(
+        "4/7 steady load {} events/s for {}s",
+        args.steady_rate, args.steady_seconds
+    ));
+    let steady = svc.steady(&args, &topics, &watcher).await;
+    match steady {
+        Ok(s) => report.steady = Some(s),
+        Err(err) => say(format!("    steady load failed: {err}")),
+    }
+
+    // 6. HTTP while ingesting.
+    say(format!(
+        "6/7 wrk on /stores/1/wait for {}s while ingesting {} events/s",
+        args.http_seconds, args.steady_rate
+    ));
+    match svc.http_under_load(&args, &topics).await {
+        Ok(h) => report.http = Some(h),
+        Err(err) => say(format!("    http step failed: {err}")),
+    }
+    report.rss_after_load = svc.rss_bytes();
+    svc.stop().await;
+    watcher.stop();
+
+    // 5. Memory on fresh topics: idle, then with open orders.
+    say(format!(
+        "5/7 memory: idle, then {} open orders",
+        args.open_orders
+    ));
+    let mem_topics = Topics::new(&format!("{run_id}_mem"));
+    load::create_topics(&admin, &mem_topics.all(), 3).await?;
+    let mem_cfg = service::ServiceConfig::new(&args, &mem_topics, &format!("{run_id}_mem"), &work);
+    let mut mem_svc = service::Service::spawn(&mem_cfg, &work.join("service-mem.log"))?;
+    let mem = mem_svc.memory(&args, &mem_topics).await;
+    mem_svc.stop().await;
+    match mem {
+        Ok(m) => report.memory = Some(m),
+        Err(err) => say(format!("    memory step failed: {err}")),
+    }
+
+    report.elapsed = started.elapsed();
+    if let Some(path) = &args.output {
+        report.write_into(path)?;
+        say(format!("table written to {}", path.display()));
+    }
+    say(format!(
+        "done in {:.0}s; service logs in {}",
+        started.elapsed().as_secs_f64(),
+        work.display()
+    ));
+    Ok(report)
+}
+
+/// A work directory for the generated configs and the service's logs.
+fn tempdir(run_id: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("waittimes-{run_id}"));
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// A client config pointing at the bench's broker.
+fn base_client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}

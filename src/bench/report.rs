@@ -1,0 +1,415 @@
+//! The Markdown table: the figures of one run against the goals, with the machine and commit.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::peer::Outcome;
+use super::service::{HttpResult, Latencies, Memory, Pipeline, SteadyResult};
+use super::{BenchArgs, Error, Result};
+
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub command: String,
+    pub commit: String,
+    pub cores: usize,
+    pub cpu: String,
+    pub load_at_start: String,
+    pub date: String,
+    pub emit_interval: Duration,
+    pub steady_target: u64,
+    pub steady_linger_ms: u32,
+    pub preload: Option<(u64, f64)>,
+    pub raw: Option<f64>,
+    pub raw_min_bytes: Option<f64>,
+    pub pipeline: Option<Pipeline>,
+    pub rss_after_replay: Option<u64>,
+    pub rss_after_load: Option<u64>,
+    pub peer: Outcome,
+    pub steady: Option<SteadyResult>,
+    pub http: Option<HttpResult>,
+    pub memory: Option<Memory>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub(super) fn new(args: &BenchArgs) -> Report {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let load_at_start = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        Report {
+            command: command_line(),
+            commit: commit(),
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+            load_at_start,
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            emit_interval: args.emit_interval,
+            steady_target: args.steady_rate,
+            steady_linger_ms: args.steady_linger_ms,
+            preload: None,
+            raw: None,
+            raw_min_bytes: None,
+            pipeline: None,
+            rss_after_replay: None,
+            rss_after_load: None,
+            peer: Outcome::Skipped("not run".into()),
+            steady: None,
+            http: None,
+            memory: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The table with its heading lines.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Commit `{}`, {} cores ({}), load average at start {}, {}; run took {:.0} s.\n",
+            self.commit,
+            self.cores,
+            self.cpu,
+            self.load_at_start,
+            self.date,
+            self.elapsed.as_secs_f64()
+        );
+        let _ = writeln!(s, "```sh\n{}\n```\n", self.command);
+        s.push_str("| step | measure | result | goal | verdict |\n|---|---|---|---|---|\n");
+        let mut row = |step: &str, what: &str, result: String, goal: &str, verdict: &str| {
+            let _ = writeln!(s, "| {step} | {what} | {result} | {goal} | {verdict} |");
+        };
+        let na = || "not measured".to_string();
+        match self.preload {
+            Some((n, rate)) => row(
+                "1",
+                "preload (sim mix, datagen library)",
+                format!("{} events at {}/s", thousands(n), thousands(rate as u64)),
+                "",
+                "",
+            ),
+            None => row("1", "preload", na(), "", ""),
+        }
+        row(
+            "2",
+            "raw consume, the service's consumer config",
+            self.raw
+                .map_or_else(na, |r| format!("{} records/s", thousands(r as u64))),
+            "",
+            "",
+        );
+        if let Some(r) = self.raw_min_bytes {
+            row(
+                "2",
+                "raw consume, same + fetch.min.bytes=1000000",
+                format!("{} records/s", thousands(r as u64)),
+                "",
+                "",
+            );
+        }
+        let emit_ms = self.emit_interval.as_secs_f64() * 1000.0;
+        match (&self.pipeline, self.raw) {
+            (Some(p), raw) => {
+                let ratio = |x: f64| raw.map_or(f64::NAN, |r| x / r);
+                row(
+                    "3",
+                    "service: first record → last applied",
+                    format!(
+                        "{} events/s ({:.2} s), {:.2}× raw",
+                        thousands(p.applied_rate as u64),
+                        p.applied_secs,
+                        ratio(p.applied_rate)
+                    ),
+                    "",
+                    "",
+                );
+                let r = ratio(p.published_rate);
+                row(
+                    "3",
+                    &format!(
+                        "service: first record → final wait times of {} stores on the output topic (emit interval {} ms)",
+                        p.stores, emit_ms
+                    ),
+                    format!(
+                        "{} events/s ({:.2} s), **{:.2}× raw**",
+                        thousands(p.published_rate as u64),
+                        p.published_secs,
+                        r
+                    ),
+                    "≥ 0.8× raw",
+                    verdict(r >= 0.8),
+                );
+            }
+            (None, _) => row("3", "service end to end", na(), "≥ 0.8× raw", "—"),
+        }
+        match &self.steady {
+            Some(st) => {
+                row(
+                    "4",
+                    "steady load achieved",
+                    format!(
+                        "{} events/s ({} sent)",
+                        thousands(st.achieved_rate as u64),
+                        thousands(st.sent)
+                    ),
+                    &format!("{} events/s", thousands(self.steady_target)),
+                    "",
+                );
+                if let Some(l) = st.to_broker {
+                    row(
+                        "4",
+                        &format!(
+                            "record → acknowledged by the broker (bench producer, linger.ms={})",
+                            self.steady_linger_ms
+                        ),
+                        lat(&l),
+                        "",
+                        "",
+                    );
+                }
+                match st.to_state {
+                    Some(l) => row(
+                        "4",
+                        "record → state applied (service histogram, bucket resolution)",
+                        lat(&l),
+                        "p99 ≤ 10 ms",
+                        verdict(l.p99 <= 10.0),
+                    ),
+                    None => row("4", "record → state applied", na(), "p99 ≤ 10 ms", "—"),
+                }
+                let goal = format!("p99 ≤ {:.0} ms (emit interval + 50 ms)", emit_ms + 50.0);
+                match st.to_output {
+                    Some(l) => row(
+                        "4",
+                        &format!(
+                            "record → output topic ({} probes, {} missing)",
+                            st.probes_sent, st.probes_missing
+                        ),
+                        lat(&l),
+                        &goal,
+                        verdict(l.p99 <= emit_ms + 50.0 && st.probes_missing == 0),
+                    ),
+                    None => row("4", "record → output topic", na(), &goal, "—"),
+                }
+            }
+            None => row("4", "steady load", na(), "", "—"),
+        }
+        match &self.memory {
+            Some(m) => {
+                row(
+                    "5",
+                    "RSS idle (caught up, empty topics)",
+                    format!("{:.1} MB", m.idle as f64 / 1e6),
+                    "≤ 30 MB",
+                    verdict(m.idle as f64 <= 30e6),
+                );
+                let per = m.loaded.saturating_sub(m.idle) as f64 / m.open_orders.max(1) as f64;
+                row(
+                    "5",
+                    &format!("RSS with {} open orders", thousands(m.open_orders)),
+                    format!(
+                        "{:.1} MB, **{:.0} bytes per open order**",
+                        m.loaded as f64 / 1e6,
+                        per
+                    ),
+                    "≤ 200 bytes per open order",
+                    verdict(per <= 200.0),
+                );
+            }
+            None => row("5", "memory", na(), "", "—"),
+        }
+        if let Some(r) = self.rss_after_replay {
+            row(
+                "5",
+                "RSS after the step-3 replay",
+                format!("{:.1} MB", r as f64 / 1e6),
+                "",
+                "",
+            );
+        }
+        match &self.http {
+            Some(h) => row(
+                "6",
+                &format!(
+                    "HTTP /stores/1/wait with wrk while ingesting {} events/s",
+                    thousands(h.ingested_rate as u64)
+                ),
+                format!(
+                    "{} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({} non-2xx, {} socket errors)",
+                    thousands(h.wrk.requests_per_sec as u64),
+                    h.wrk.p50_ms,
+                    h.wrk.p99_ms,
+                    h.wrk.max_ms,
+                    h.wrk.non_2xx,
+                    h.wrk.socket_errors
+                ),
+                "≥ 30k req/s, p99 ≤ 5 ms",
+                verdict(h.wrk.requests_per_sec >= 30_000.0 && h.wrk.p99_ms <= 5.0),
+            ),
+            None => row("6", "HTTP", na(), "≥ 30k req/s, p99 ≤ 5 ms", "—"),
+        }
+        match (&self.peer, &self.pipeline) {
+            (
+                Outcome::Ran {
+                    events_per_sec,
+                    complete,
+                    ..
+                },
+                Some(p),
+            ) if *events_per_sec > 0.0 => {
+                let ratio = p.published_rate / events_per_sec;
+                row(
+                    "7",
+                    &format!("peer: {}", self.peer.describe()),
+                    format!("**{ratio:.1}×** the peer's throughput"),
+                    "≥ 20×",
+                    if *complete {
+                        verdict(ratio >= 20.0)
+                    } else {
+                        "incomplete"
+                    },
+                );
+            }
+            (other, _) => row("7", "Quix Streams peer", other.describe(), "≥ 20×", "—"),
+        }
+        s
+    }
+
+    /// Replaces the table between the markers in `path` (appends it if there are none).
+    pub fn write_into(&self, path: &Path) -> Result<()> {
+        let old = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(Error::Io {
+                    what: format!("reading {}", path.display()),
+                    source: e,
+                });
+            }
+        };
+        let section = format!("{BEGIN}\n{}{END}", self.markdown());
+        let new = match (old.find(BEGIN), old.find(END)) {
+            (Some(b), Some(e)) if b < e => {
+                format!("{}{section}{}", &old[..b], &old[e + END.len()..])
+            }
+            _ if old.is_empty() => format!("{section}\n"),
+            _ => format!("{}\n\n{section}\n", old.trim_end()),
+        };
+        std::fs::write(path, new).map_err(Error::io(format!("writing {}", path.display())))
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+fn lat(l: &Latencies) -> String {
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        l.p50,
+        l.p99,
+        l.max,
+        thousands(l.samples)
+    )
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let exe = args.next().map_or_else(
+        || "waittimes".to_string(),
+        |a| {
+            Path::new(&a)
+                .file_name()
+                .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
+        },
+    );
+    std::iter::once(exe)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `git rev-parse --short HEAD`, with `-dirty` when the tree has changes; "unknown" without git.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(id) if !id.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty { format!("{id}-dirty") } else { id }
+        }
+        _ => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(2_000_000), "2,000,000");
+    }
+
+    #[test]
+    fn replaces_only_the_marked_section() {
+        let dir = std::env::temp_dir().join(format!("waittimes-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("B.md");
+        std::fs::write(
+            &path,
+            format!("# Title\n\n{BEGIN}\nold\n{END}\n\nDiscussion.\n"),
+        )
+        .expect("write");
+        let args = <BenchCli as clap::Parser>::parse_from(["bench"]).args;
+        let report = Report::new(&args);
+        report.write_into(&path).expect("write_into");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("# Title\n\n"));
+        assert!(text.ends_with("\n\nDiscussion.\n"));
+        assert!(!text.contains("\nold\n"));
+        assert!(text.contains("| step | measure |"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[derive(clap::Parser)]
+    struct BenchCli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+}

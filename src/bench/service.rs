@@ -1,0 +1,634 @@
+//! The service under test: `waittimes run` as a child process with a generated configuration,
+//! observed through its HTTP endpoints, its output topic and /proc.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+
+use super::load::{self, Acks, Probe, Steady};
+use super::watch::OutputWatcher;
+use super::wrk::{self, WrkResult};
+use super::{BenchArgs, Error, Result, Topics, say};
+use crate::config::{Config, EnvVars};
+
+/// How long the service may take to answer /health/live after start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the replay may go without consuming anything before the step fails.
+const STALL: Duration = Duration::from_secs(120);
+/// How often the metrics are read while waiting.
+const POLL: Duration = Duration::from_millis(10);
+/// Probe period during the steady load.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+/// A generated configuration file for one service instance.
+pub(super) struct ServiceConfig {
+    pub path: PathBuf,
+    pub port: u16,
+    text: String,
+}
+
+impl ServiceConfig {
+    pub(super) fn new(args: &BenchArgs, topics: &Topics, group: &str, dir: &Path) -> ServiceConfig {
+        let port = free_port().unwrap_or(18_080);
+        let q = |s: &str| format!("{s:?}");
+        let mut text = format!(
+            "[kafka]\nbootstrap_servers = {}\ngroup_id = {}\n\n[kafka.properties]\n",
+            q(&args.bootstrap),
+            q(group)
+        );
+        for (k, v) in &args.properties {
+            text.push_str(&format!("{} = {}\n", q(k), q(v)));
+        }
+        text.push_str(&format!(
+            "\n[schema_registry]\nurl = {}\n\n[topics]\norders = {}\ncompleted = {}\n\
+             cancelled = {}\nwait_times = {}\ndead_letter = {}\n\n[state]\n\
+             # Read everything preloaded, whatever its (simulated) timestamps.\n\
+             replay_horizon = \"100000h\"\n\n[output]\nemit_interval = {}\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n\n[log]\nlevel = \"warn\"\n",
+            q(&args.schema_registry),
+            q(&topics.orders),
+            q(&topics.completed),
+            q(&topics.cancelled),
+            q(&topics.wait_times),
+            q(&topics.dead_letter),
+            q(&humantime::format_duration(args.emit_interval).to_string()),
+        ));
+        let path = dir.join(format!("{group}.toml"));
+        ServiceConfig { path, port, text }
+    }
+
+    fn write(&self) -> Result<()> {
+        std::fs::write(&self.path, &self.text)
+            .map_err(Error::io(format!("writing {}", self.path.display())))
+    }
+
+    /// The pipeline's input consumer config for this file (what the raw consumer uses).
+    pub(super) fn consumer_config(&self) -> Result<ClientConfig> {
+        self.write()?;
+        let none: [(String, String); 0] = [];
+        let config = Config::load_with_env(Some(&self.path), EnvVars::from_vars(none))?;
+        Ok(crate::pipeline::input_consumer_config(&config))
+    }
+}
+
+/// An ephemeral port that was free a moment ago.
+fn free_port() -> Option<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    Some(l.local_addr().ok()?.port())
+}
+
+/// Step 3's figures.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Events per second from the first consumed record to the last applied one.
+    pub applied_rate: f64,
+    /// Events per second from the first consumed record to every store's final wait time
+    /// visible on the output topic.
+    pub published_rate: f64,
+    pub applied_secs: f64,
+    pub published_secs: f64,
+    pub stores: usize,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latencies {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+/// Step 4's figures.
+#[derive(Debug, Clone)]
+pub struct SteadyResult {
+    pub sent: u64,
+    pub achieved_rate: f64,
+    /// Record timestamp → acknowledged by the broker (the producer's and broker's share).
+    pub to_broker: Option<Latencies>,
+    /// Record timestamp → state applied, from the service's histogram (bucket resolution).
+    pub to_state: Option<Latencies>,
+    /// Record timestamp → first wait time of a probe store seen on the output topic.
+    pub to_output: Option<Latencies>,
+    pub probes_sent: usize,
+    pub probes_missing: usize,
+}
+
+/// Step 6's figures.
+#[derive(Debug, Clone)]
+pub struct HttpResult {
+    pub wrk: WrkResult,
+    pub ingested_rate: f64,
+}
+
+/// Step 5's figures.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    pub idle: u64,
+    pub loaded: u64,
+    pub open_orders: u64,
+}
+
+pub(super) struct Service {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+    next_probe: i32,
+}
+
+impl Service {
+    pub(super) fn spawn(cfg: &ServiceConfig, log: &Path) -> Result<Service> {
+        cfg.write()?;
+        let exe = std::env::current_exe().map_err(Error::io("locating the waittimes binary"))?;
+        let log_file =
+            std::fs::File::create(log).map_err(Error::io(format!("creating {}", log.display())))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&cfg.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        // The generated file is the whole configuration.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy()
+                .to_ascii_uppercase()
+                .starts_with("WAITTIMES_")
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env_remove("RUST_LOG");
+        let child = cmd.spawn().map_err(Error::io("starting waittimes run"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Service {
+            child,
+            port: cfg.port,
+            http,
+            next_probe: load::first_probe(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits until `path` answers 200.
+    async fn wait_for(&mut self, path: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Failed(format!("the service exited: {status}")));
+            }
+            if let Ok(r) = self.http.get(self.url(path)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Failed(format!(
+                    "the service did not answer {path} within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn metrics(&self) -> Result<String> {
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
+    /// Resident set size of the service process, from /proc.
+    pub(super) fn rss_bytes(&self) -> Option<u64> {
+        rss_of(self.child.id())
+    }
+
+    /// Step 3: waits until all `total` preloaded records are consumed and every store's final
+    /// answer is visible on the output topic.
+    pub(super) async fn replay(&mut self, total: u64, watcher: &OutputWatcher) -> Result<Pipeline> {
+        self.wait_for("/health/live", START_TIMEOUT).await?;
+        let mut first: Option<(Instant, u64)> = None;
+        let mut last_change = (Instant::now(), 0u64);
+        let applied_at = loop {
+            let consumed = metric_sum(&self.metrics().await?, "waittimes_events_total") as u64;
+            let now = Instant::now();
+            if consumed > 0 && first.is_none() {
+                first = Some((now, consumed));
+            }
+            if consumed >= total {
+                break now;
+            }
+            if consumed != last_change.1 {
+                last_change = (now, consumed);
+            } else if last_change.0.elapsed() > STALL {
+                return Err(Error::Failed(format!(
+                    "the service stalled at {consumed} of {total} records"
+                )));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Failed(format!("the service exited: {status}")));
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let (t0, c0) = first.unwrap_or((applied_at, 0));
+        // Nothing changes the state any more: its answers reach the snapshot within one refresh.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let finals = self.final_answers().await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let published_at = loop {
+            let done = watcher.with(|seen| {
+                let mut latest: Option<Instant> = None;
+                for (store, minutes) in &finals {
+                    match seen.last.get(store) {
+                        Some((m, at)) if m == minutes => {
+                            latest = Some(latest.map_or(*at, |l| l.max(*at)))
+                        }
+                        _ => return None,
+                    }
+                }
+                Some(latest.unwrap_or(applied_at))
+            });
+            if let Some(at) = done {
+                break at;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Failed(
+                    "the final wait times did not all reach the output topic within 60 s".into(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let n = (total - c0) as f64;
+        let applied_secs = applied_at.duration_since(t0).as_secs_f64();
+        let published_secs = published_at.saturating_duration_since(t0).as_secs_f64();
+        Ok(Pipeline {
+            applied_rate: n / applied_secs.max(1e-9),
+            published_rate: n / published_secs.max(1e-9),
+            applied_secs,
+            published_secs,
+            stores: finals.len(),
+        })
+    }
+
+    /// Every store's published answer, from /stores.
+    async fn final_answers(&self) -> Result<HashMap<i32, i32>> {
+        let all: Vec<serde_json::Value> = self
+            .http
+            .get(self.url("/stores"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(all
+            .iter()
+            .filter_map(|s| {
+                let store = i32::try_from(s.get("store_id")?.as_i64()?).ok()?;
+                let minutes = i32::try_from(s.get("wait_time_minutes")?.as_i64()?).ok()?;
+                Some((store, minutes))
+            })
+            .collect())
+    }
+
+    /// Step 4: the steady load with probes; latencies.
+    pub(super) async fn steady(
+        &mut self,
+        args: &BenchArgs,
+        topics: &Topics,
+        watcher: &OutputWatcher,
+    ) -> Result<SteadyResult> {
+        let ids = load::schema_ids(&args.schema_registry, topics).await?;
+        let before = histogram(
+            &self.metrics().await?,
+            "waittimes_processing_latency_seconds",
+        );
+        let probes = Arc::new(Mutex::new(Vec::<Probe>::new()));
+        let duration = Duration::from_secs(args.steady_seconds);
+        let steady = Steady {
+            bootstrap: args.bootstrap.clone(),
+            topics: topics.clone(),
+            schema_ids: ids,
+            stores: args.stores,
+            rate: args.steady_rate,
+            linger_ms: args.steady_linger_ms,
+            duration,
+            probe_every: Some(PROBE_EVERY),
+            next_probe: self.next_probe,
+            probes: probes.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let acks = Arc::new(Acks::default());
+        let acks_in = acks.clone();
+        let (sent, next) = tokio::task::spawn_blocking(move || steady.run(acks_in))
+            .await
+            .map_err(|e| Error::Failed(format!("steady producer: {e}")))??;
+        self.next_probe = next;
+        // Let the last probes through: one emit interval, a refresh, and some slack.
+        tokio::time::sleep(args.emit_interval + Duration::from_secs(2)).await;
+        let after = histogram(
+            &self.metrics().await?,
+            "waittimes_processing_latency_seconds",
+        );
+        let to_state = histogram_latencies(&before, &after);
+        let probes = probes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut lat: Vec<f64> = Vec::with_capacity(probes.len());
+        let mut missing = 0;
+        watcher.with(|seen| {
+            for p in &probes {
+                match seen.probes.get(&p.store_id) {
+                    Some(at) => lat.push((at - p.ts_ms).max(0) as f64),
+                    None => missing += 1,
+                }
+            }
+        });
+        let mut to_broker = std::mem::take(
+            &mut *acks
+                .latencies_ms
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Ok(SteadyResult {
+            to_broker: sample_latencies(&mut to_broker),
+            sent,
+            achieved_rate: sent as f64 / duration.as_secs_f64(),
+            to_state,
+            to_output: sample_latencies(&mut lat),
+            probes_sent: probes.len(),
+            probes_missing: missing,
+        })
+    }
+
+    /// Step 6: `wrk` on one store's wait while the steady load runs.
+    pub(super) async fn http_under_load(
+        &mut self,
+        args: &BenchArgs,
+        topics: &Topics,
+    ) -> Result<HttpResult> {
+        let ids = load::schema_ids(&args.schema_registry, topics).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let duration = Duration::from_secs(args.http_seconds + 2);
+        let steady = Steady {
+            bootstrap: args.bootstrap.clone(),
+            topics: topics.clone(),
+            schema_ids: ids,
+            stores: args.stores,
+            rate: args.steady_rate,
+            linger_ms: args.steady_linger_ms,
+            duration,
+            probe_every: None,
+            next_probe: self.next_probe,
+            probes: Arc::new(Mutex::new(Vec::new())),
+            stop: stop.clone(),
+        };
+        let before = metric_sum(&self.metrics().await?, "waittimes_events_total");
+        let t0 = Instant::now();
+        let producer = tokio::task::spawn_blocking(move || steady.run(Arc::new(Acks::default())));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let url = self.url("/stores/1/wait");
+        let (secs, conns) = (args.http_seconds, args.http_connections);
+        let result = tokio::task::spawn_blocking(move || wrk::run(&url, secs, conns))
+            .await
+            .map_err(|e| Error::Failed(format!("wrk thread: {e}")))?;
+        let after = metric_sum(&self.metrics().await?, "waittimes_events_total");
+        let ingested_rate = (after - before) / t0.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = producer.await;
+        Ok(HttpResult {
+            wrk: result?,
+            ingested_rate,
+        })
+    }
+
+    /// Step 5: RSS idle (caught up on empty topics), then with `args.open_orders` open orders.
+    pub(super) async fn memory(&mut self, args: &BenchArgs, topics: &Topics) -> Result<Memory> {
+        self.wait_for("/health/ready", START_TIMEOUT).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle = self
+            .rss_bytes()
+            .ok_or_else(|| Error::Failed("cannot read the service's VmRSS".into()))?;
+        say(format!("    idle RSS {:.1} MiB", idle as f64 / 1048576.0));
+        let ids = load::schema_ids(&args.schema_registry, topics).await?;
+        let (bootstrap, topic, n, stores) = (
+            args.bootstrap.clone(),
+            topics.orders.clone(),
+            args.open_orders,
+            args.stores,
+        );
+        tokio::task::spawn_blocking(move || {
+            load::open_orders(&bootstrap, &topic, ids[0], stores, n)
+        })
+        .await
+        .map_err(|e| Error::Failed(format!("open-orders producer: {e}")))??;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let open = loop {
+            let open = metric_sum(&self.metrics().await?, "waittimes_open_orders") as u64;
+            if open >= n {
+                break open;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Failed(format!(
+                    "only {open} of {n} open orders after 300 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let loaded = self
+            .rss_bytes()
+            .ok_or_else(|| Error::Failed("cannot read the service's VmRSS".into()))?;
+        Ok(Memory {
+            idle,
+            loaded,
+            open_orders: open,
+        })
+    }
+
+    /// SIGTERM, then SIGKILL if it does not stop within 15 s.
+    pub(super) async fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The sum of every sample of `name` (all label sets) in an OpenMetrics text.
+pub(super) fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A histogram's cumulative buckets: (upper bound in seconds, count).
+pub(super) fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let le = rest.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect()
+}
+
+/// Percentiles of the observations between two readings of a histogram, interpolated inside
+/// buckets; `max` is the upper bound of the highest bucket that gained observations.
+pub(super) fn histogram_latencies(
+    before: &[(f64, f64)],
+    after: &[(f64, f64)],
+) -> Option<Latencies> {
+    let mut buckets: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let old = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - old)
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let quantile = |q: f64| {
+        let target = q * total;
+        let mut prev = (0.0, 0.0);
+        for &(le, n) in &buckets {
+            if n >= target {
+                if le.is_infinite() {
+                    return prev.0 * 1000.0;
+                }
+                let frac = if n > prev.1 {
+                    (target - prev.1) / (n - prev.1)
+                } else {
+                    1.0
+                };
+                return (prev.0 + frac * (le - prev.0)) * 1000.0;
+            }
+            prev = (le, n);
+        }
+        f64::INFINITY
+    };
+    let mut max = 0.0;
+    let mut prev = 0.0;
+    for &(le, n) in &buckets {
+        if n > prev {
+            max = le * 1000.0;
+        }
+        prev = n;
+    }
+    Some(Latencies {
+        p50: quantile(0.5),
+        p99: quantile(0.99),
+        max,
+        samples: total as u64,
+    })
+}
+
+/// Exact percentiles of measured latencies (ms).
+fn sample_latencies(v: &mut [f64]) -> Option<Latencies> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Some(Latencies {
+        p50: at(0.5),
+        p99: at(0.99),
+        max: v[v.len() - 1],
+        samples: v.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# TYPE waittimes_events counter\n\
+        waittimes_events_total{topic=\"a\",outcome=\"applied\"} 10\n\
+        waittimes_events_total{topic=\"b\",outcome=\"held\"} 5\n\
+        waittimes_events_totally 99\n\
+        waittimes_open_orders 7\n\
+        waittimes_processing_latency_seconds_bucket{le=\"0.001\"} 50\n\
+        waittimes_processing_latency_seconds_bucket{le=\"0.002\"} 90\n\
+        waittimes_processing_latency_seconds_bucket{le=\"0.005\"} 100\n\
+        waittimes_processing_latency_seconds_bucket{le=\"+Inf\"} 100\n";
+
+    #[test]
+    fn sums_every_label_set_of_one_metric_only() {
+        assert_eq!(metric_sum(TEXT, "waittimes_events_total"), 15.0);
+        assert_eq!(metric_sum(TEXT, "waittimes_open_orders"), 7.0);
+        assert_eq!(metric_sum(TEXT, "waittimes_missing"), 0.0);
+    }
+
+    #[test]
+    fn histogram_percentiles_interpolate_inside_buckets() {
+        let h = histogram(TEXT, "waittimes_processing_latency_seconds");
+        assert_eq!(h.len(), 4);
+        let l = histogram_latencies(&[], &h).expect("observations");
+        assert!((l.p50 - 1.0).abs() < 1e-9, "{}", l.p50);
+        assert!((l.p99 - 4.7).abs() < 1e-9, "{}", l.p99);
+        assert_eq!(l.max, 5.0);
+        assert_eq!(l.samples, 100);
+        assert!(histogram_latencies(&h, &h).is_none());
+    }
+
+    #[test]
+    fn sample_percentiles_are_observed_values() {
+        let mut v: Vec<f64> = (1..=200).map(f64::from).collect();
+        let l = sample_latencies(&mut v).expect("samples");
+        assert_eq!((l.p50, l.p99, l.max), (100.0, 198.0, 200.0));
+    }
+}
