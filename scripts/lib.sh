@@ -17,11 +17,13 @@ readonly RUST_TOOLCHAIN=1.95.0 # only used when no Rust toolchain is installed a
 
 # Debian 12 packages the project needs: the bundled librdkafka build (cmake, g++, make,
 # pkg-config and the -dev libraries), the stack installers (python3-pip, curl), and the test and
-# benchmark tools (docker-compose for `config -q`, wrk, shellcheck).
+# benchmark tools (docker-compose for `config -q`, wrk, shellcheck; openssl and nginx with its
+# stream module for the TLS and basic-auth fronts of the security tests).
 readonly APT_PACKAGES=(
     ca-certificates curl git make cmake g++ pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev
     python3 python3-pip docker-compose wrk shellcheck
+    openssl nginx libnginx-mod-stream
 )
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -112,6 +114,36 @@ ensure_rust() {
             rustup component add "$name" >&2 || die "rustup component add $name failed"
         fi
     done
+}
+
+# --- promtool -----------------------------------------------------------------------------------
+
+# promtool, Prometheus's config and rule checker, taken from Debian's prometheus package with
+# `apt-get download` and extracted, not installed: installing the package would also start a
+# Prometheus daemon (its postinst runs invoke-rc.d). Sets PROMTOOL.
+ensure_promtool() {
+    local dir="$STACK_HOME/promtool" tmp deb
+    PROMTOOL="$dir/bin/promtool"
+    if [[ -x "$PROMTOOL" ]] && "$PROMTOOL" --version >/dev/null 2>&1; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    tmp=$(mktemp -d "$dir/download.XXXXXX")
+    if ! (cd "$tmp" && apt-get download -q prometheus) >&2 2>&1; then
+        # A machine whose packages were all present may never have fetched the package lists.
+        if [[ $(id -u) -ne 0 ]] || ! apt-get update -q >&2 ||
+            ! (cd "$tmp" && apt-get download -q prometheus) >&2 2>&1; then
+            rm -rf "$tmp"
+            die "apt-get download prometheus failed (as root, run apt-get update first)"
+        fi
+    fi
+    deb=$(find "$tmp" -maxdepth 1 -name 'prometheus_*.deb' -print -quit)
+    [[ -n "$deb" ]] || die "apt-get download prometheus left no .deb in $tmp"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/promtool ||
+        die "cannot extract promtool from $deb"
+    install -D -m 0755 "$tmp/usr/bin/promtool" "$PROMTOOL"
+    rm -rf "$tmp"
+    "$PROMTOOL" --version >/dev/null || die "the extracted promtool does not run"
 }
 
 # --- stack binaries -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //! Data flows one way: [`config`] → [`pipeline`] input → [`wire`] decode → [`state`] (pure) →
 //! outputs ([`pipeline`] emitter and dead letters, [`http`], [`metrics`]).
 
+pub mod bench;
 pub mod config;
 pub mod datagen;
 pub mod domain;
@@ -10,5 +11,8 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod probe;
+#[cfg(test)]
+mod readme_sync;
 pub mod state;
 pub mod wire;

@@ -36,10 +36,22 @@ enum Command {
     Datagen(waittimes::datagen::DatagenArgs),
     /// Seed the wait-times topic with the workshop's stale values (values only, no key).
     SeedPriors(waittimes::datagen::SeedPriorsArgs),
+    /// Measure throughput, latency, memory and HTTP against a running broker and registry, and
+    /// print a Markdown table (see BENCHMARKS.md).
+    Bench(waittimes::bench::BenchArgs),
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig {
         #[arg(long, short, env = "WAITTIMES_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// GET a URL (by default this service's /health/live) and exit 0 on a 2xx answer, 1
+    /// otherwise: the container's HEALTHCHECK, which has no curl.
+    Probe {
+        #[arg(long, env = "WAITTIMES_PROBE_URL", default_value = waittimes::probe::DEFAULT_URL)]
+        url: String,
+        /// Bound on the whole request, connect included (e.g. 2s, 500ms).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -77,11 +89,30 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(waittimes::datagen::seed_priors(args))?;
             Ok(())
         }
+        Command::Bench(args) => {
+            init_logging("warn", false)?;
+            let report = runtime()?.block_on(waittimes::bench::run(args))?;
+            print!("{}", report.markdown());
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let config = waittimes::config::Config::load(config.as_deref())
                 .context("invalid configuration")?;
             println!("{}", config.redacted_summary());
             Ok(())
+        }
+        Command::Probe { url, timeout } => {
+            // One line either way, for the orchestrator's health log; no backtrace.
+            match runtime()?.block_on(waittimes::probe::probe(&url, timeout)) {
+                Ok(status) => {
+                    println!("{url}: {status}");
+                    Ok(())
+                }
+                Err(err) => {
+                    eprintln!("probe failed: {err}");
+                    std::process::exit(1);
+                }
+            }
         }
     }
 }
