@@ -213,6 +213,33 @@ ensure_rivven() {
     }
 }
 
+# The SASL/SCRAM broker for the security tests: the pinned Tansu wheel stores no SCRAM users
+# (memory storage), so the same Tansu version is built with its SQLite storage. Opt-in: a cold
+# build takes 15-30 minutes on 2 cores.
+tansu_scram_bin() { printf '%s\n' "$STACK_HOME/tansu-libsql/bin/tansu"; }
+
+tansu_scram_installed() {
+    local bin
+    bin=$(tansu_scram_bin)
+    [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == "tansu $TANSU_VERSION" ]]
+}
+
+ensure_tansu_scram() {
+    if tansu_scram_installed; then
+        return 0
+    fi
+    mkdir -p "$STACK_HOME"
+    local logf="$STACK_HOME/cargo-install-tansu-libsql.log"
+    log "building Tansu $TANSU_VERSION with SQLite storage (SCRAM users) into $STACK_HOME/tansu-libsql"
+    log "  (a cold build takes 15-30 minutes; full log: $logf)"
+    cargo install "tansu@$TANSU_VERSION" --locked --force --features libsql \
+        --root "$STACK_HOME/tansu-libsql" 2>&1 | tee "$logf" >&2 || true
+    tansu_scram_installed || {
+        tail -n 30 "$logf" >&2
+        die "cargo install tansu@$TANSU_VERSION --features libsql failed (log: $logf)"
+    }
+}
+
 # Everything the stack needs, idempotent; apt packages only as root.
 stack_install() {
     ensure_apt_packages

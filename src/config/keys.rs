@@ -82,6 +82,14 @@ pub const KEYS: &[KeyDoc] = &[
         description: "Timeout of one Schema Registry request.",
     },
     KeyDoc {
+        key: "schema_registry.ssl_ca_location",
+        default: "",
+        description: "PEM file of CA certificates trusted (besides the system's) for an https \
+                      registry with a private CA; overrides schema.registry.ssl.ca.location from \
+                      the properties files. Java trust stores (JKS) are not readable: export the \
+                      CA as PEM.",
+    },
+    KeyDoc {
         key: "topics.orders",
         default: "pizza_orders_avro",
         description: "Input topic of placed orders.",

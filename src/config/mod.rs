@@ -122,6 +122,9 @@ pub struct SchemaRegistryConfig {
     /// Request timeout.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// PEM file of CA certificates to trust for an `https` registry with a private CA.
+    #[serde(with = "opt_path")]
+    pub ssl_ca_location: Option<PathBuf>,
 }
 
 impl fmt::Debug for SchemaRegistryConfig {
@@ -132,6 +135,7 @@ impl fmt::Debug for SchemaRegistryConfig {
             .field("username", &self.username)
             .field("password", &self.password)
             .field("timeout", &self.timeout)
+            .field("ssl_ca_location", &self.ssl_ca_location)
             .finish()
     }
 }
@@ -148,6 +152,7 @@ impl Default for SchemaRegistryConfig {
             username: String::new(),
             password: Secret::default(),
             timeout: Duration::from_secs(10),
+            ssl_ca_location: None,
         }
     }
 }
@@ -382,6 +387,11 @@ impl Config {
             .properties_file
             .take()
             .map(|p| resolve_relative(&figment, "schema_registry.properties_file", p));
+        config.schema_registry.ssl_ca_location = config
+            .schema_registry
+            .ssl_ca_location
+            .take()
+            .map(|p| resolve_relative(&figment, "schema_registry.ssl_ca_location", p));
         config.read_files(&figment)?;
         let warnings = config.check(Some(&figment))?;
         config.loaded.warnings.extend(warnings);
@@ -522,10 +532,17 @@ impl Config {
             .or(file_password)
             .or_else(|| url_user.as_ref().map(|(_, p)| p.clone()))
             .unwrap_or_default();
+        let ca_location = self.schema_registry.ssl_ca_location.clone().or_else(|| {
+            files.iter().find_map(|f| {
+                f.as_ref()
+                    .and_then(|(_, r)| r.ca_location.as_ref().map(PathBuf::from))
+            })
+        });
         SchemaRegistry {
             urls,
             basic_auth: username.map(|username| BasicAuth { username, password }),
             timeout: self.schema_registry.timeout,
+            ca_location,
         }
     }
 
@@ -583,11 +600,15 @@ impl Config {
         ));
         match &sr.basic_auth {
             Some(auth) => out.push_str(&format!(
-                " basic auth user={} password={}\n",
+                " basic auth user={} password={}",
                 auth.username, auth.password
             )),
-            None => out.push_str(" no auth\n"),
+            None => out.push_str(" no auth"),
         }
+        if let Some(ca) = &sr.ca_location {
+            out.push_str(&format!(" ca={}", ca.display()));
+        }
+        out.push('\n');
         out
     }
 
@@ -646,6 +667,17 @@ impl Config {
                 })?;
             warnings.extend(reg.warnings.iter().cloned());
             self.loaded.registry_file = Some((path, reg));
+        }
+        // The registry CA must be readable now: a missing file named by its key beats a TLS
+        // failure on the first record.
+        let ca = self.schema_registry().ca_location;
+        if let Some(path) = ca {
+            let key = if self.schema_registry.ssl_ca_location.is_some() {
+                "schema_registry.ssl_ca_location"
+            } else {
+                "schema.registry.ssl.ca.location"
+            };
+            read_named(key, &path)?;
         }
         // A group.id from the properties never wins over kafka.group_id; say so.
         let from_file = self

@@ -2,6 +2,7 @@
 //! `schema.properties`, or the registry keys in Confluent's `client.properties`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::kafka::KafkaProperties;
@@ -34,6 +35,8 @@ pub struct SchemaRegistry {
     pub basic_auth: Option<BasicAuth>,
     /// HTTP request timeout.
     pub timeout: Duration,
+    /// A PEM file of CA certificates trusted (besides the system's) for `https` registry URLs.
+    pub ca_location: Option<PathBuf>,
 }
 
 /// What a registry properties source says (all optional).
@@ -42,8 +45,36 @@ pub(crate) struct RegistryFile {
     pub url: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    pub ca_location: Option<String>,
     pub warnings: Vec<String>,
 }
+
+/// Java-client TLS keys for the registry that librdkafka-style clients cannot use, and what to
+/// do instead. Rejected (not ignored): ignoring a trust store would only fail later, as an
+/// unexplained certificate error, or worse, trust a different CA than the operator meant.
+const UNSUPPORTED_TLS_KEYS: &[(&str, &str)] = &[
+    (
+        "schema.registry.ssl.truststore.location",
+        "Java trust stores (JKS/PKCS12) cannot be read: export the CA certificate as PEM \
+         (`keytool -exportcert -rfc -alias <alias> -keystore <truststore>`) and set \
+         `schema.registry.ssl.ca.location` (or schema_registry.ssl_ca_location) to that file",
+    ),
+    (
+        "schema.registry.ssl.keystore.location",
+        "client certificates for the schema registry (mutual TLS) are not supported; use basic \
+         auth",
+    ),
+    (
+        "schema.registry.ssl.certificate.location",
+        "client certificates for the schema registry (mutual TLS) are not supported; use basic \
+         auth",
+    ),
+    (
+        "schema.registry.ssl.key.location",
+        "client certificates for the schema registry (mutual TLS) are not supported; use basic \
+         auth",
+    ),
+];
 
 /// Reads registry settings out of `.properties` keys in any of the spellings the workshops and
 /// Confluent use: `schema.registry.url` (or `url`), `schema.registry.username` /
@@ -60,6 +91,18 @@ pub(crate) fn read_registry_properties(
     let mut out = RegistryFile::default();
     let get = |names: &[&str]| names.iter().find_map(|n| props.get(n).map(str::to_owned));
     out.url = get(&["schema.registry.url", "url"]);
+    // `schema.registry.ssl.ca.location` is the librdkafka-style spelling Confluent's Python and
+    // Go clients take from a properties file; `ssl.ca.location` is what their registry client
+    // itself calls it (only reachable in a schema.properties: in client.properties that key is
+    // the Kafka CA and never comes here).
+    out.ca_location = get(&["schema.registry.ssl.ca.location", "ssl.ca.location"])
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    for (key, advice) in UNSUPPORTED_TLS_KEYS {
+        if props.contains_key(key) {
+            return Err(((*key).to_owned(), (*advice).to_owned()));
+        }
+    }
     let credentials_source = get(&[
         "basic.auth.credentials.source",
         "schema.registry.basic.auth.credentials.source",
@@ -115,6 +158,8 @@ pub(crate) fn read_registry_properties(
         const KNOWN: &[&str] = &[
             "schema.registry.url",
             "url",
+            "schema.registry.ssl.ca.location",
+            "ssl.ca.location",
             "basic.auth.credentials.source",
             "schema.registry.basic.auth.credentials.source",
             "basic.auth.user.info",

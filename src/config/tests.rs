@@ -419,6 +419,10 @@ fn each_bad_value_names_its_key() {
         ("[state]\nreplay_horizon = \"soon\"", "state.replay_horizon"),
         ("[state]\nestimator = \"p99\"", "state.estimator"),
         ("[output]\nemit_interval = \"0s\"", "output.emit_interval"),
+        (
+            "[kafka.properties]\n\"statistics.interval.ms\" = \"0\"",
+            "kafka.properties.\"statistics.interval.ms\"",
+        ),
         ("[http]\nlisten = \"localhost\"", "http.listen"),
         ("[http]\nlisten = \"0.0.0.0:99999\"", "http.listen"),
         ("[http]\nrequest_timeout = \"0s\"", "http.request_timeout"),
@@ -927,6 +931,164 @@ fn schema_properties_bad_url_names_the_file() {
     ));
     assert_eq!(e.key(), Some("schema_registry.url"));
     assert!(e.to_string().contains("schema.properties"), "{e}");
+}
+
+// ---- registry TLS ----------------------------------------------------------------------------
+
+#[test]
+fn registry_ca_from_properties_and_toml() {
+    let dir = scratch_dir("registry-ca");
+    let ca = write(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    let other = write(&dir, "other.pem", "-----BEGIN CERTIFICATE-----\n");
+    for key in ["schema.registry.ssl.ca.location", "ssl.ca.location"] {
+        write(
+            &dir,
+            "schema.properties",
+            &format!(
+                "schema.registry.url=https://sr:8443\n{key}={}\n",
+                ca.display()
+            ),
+        );
+        let path = write(
+            &dir,
+            "c.toml",
+            "[schema_registry]\nproperties_file = \"schema.properties\"\n",
+        );
+        let c = ok(Config::load_with_env(Some(&path), no_env()));
+        assert_eq!(
+            c.schema_registry().ca_location.as_deref(),
+            Some(&*ca),
+            "{key}"
+        );
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        assert!(
+            c.redacted_summary()
+                .contains(&format!("ca={}", ca.display())),
+            "{}",
+            c.redacted_summary()
+        );
+        // The TOML key wins, and a relative path there is relative to the config file.
+        let path = write(
+            &dir,
+            "c.toml",
+            "[schema_registry]\nproperties_file = \"schema.properties\"\nssl_ca_location = \"other.pem\"\n",
+        );
+        let c = ok(Config::load_with_env(Some(&path), no_env()));
+        assert_eq!(c.schema_registry().ca_location.as_deref(), Some(&*other));
+    }
+    // From Confluent's client.properties too (the registry keys Confluent puts there).
+    let c = ok(with_client_properties(
+        &format!(
+            "bootstrap.servers=b:9093\nschema.registry.url=https://sr\nschema.registry.ssl.ca.location={}\n",
+            ca.display()
+        ),
+        "",
+    ));
+    assert_eq!(c.schema_registry().ca_location.as_deref(), Some(&*ca));
+    assert_eq!(Config::default().schema_registry().ca_location, None);
+}
+
+#[test]
+fn missing_registry_ca_is_named_by_its_key() {
+    let e = err(load_toml(
+        "[schema_registry]\nssl_ca_location = \"/nonexistent/ca.pem\"\n",
+    ));
+    assert_eq!(e.key(), Some("schema_registry.ssl_ca_location"));
+    assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    let e = err(with_schema_properties(
+        "schema.registry.url=https://sr\nschema.registry.ssl.ca.location=/nonexistent/ca.pem\n",
+        "",
+    ));
+    assert_eq!(e.key(), Some("schema.registry.ssl.ca.location"));
+}
+
+#[test]
+fn java_registry_trust_and_key_stores_are_rejected_with_advice() {
+    for key in [
+        "schema.registry.ssl.truststore.location",
+        "schema.registry.ssl.keystore.location",
+        "schema.registry.ssl.key.location",
+        "schema.registry.ssl.certificate.location",
+    ] {
+        let text = format!(
+            "schema.registry.url=https://sr\n{key}=/etc/ssl/store.jks\n\
+             schema.registry.ssl.truststore.password=TRUSTPASS\nschema.registry.password=SRPASS\n"
+        );
+        for e in [
+            err(with_schema_properties(&text, "")),
+            err(with_client_properties(
+                &format!("bootstrap.servers=b:9093\n{text}"),
+                "",
+            )),
+        ] {
+            let shown = format!("{e} {e:?}");
+            assert!(shown.contains(key), "{shown}");
+            assert!(
+                !shown.contains("TRUSTPASS") && !shown.contains("SRPASS"),
+                "{shown}"
+            );
+            if key.contains("truststore") {
+                assert!(shown.contains("schema.registry.ssl.ca.location"), "{shown}");
+            }
+        }
+    }
+}
+
+#[test]
+fn security_example_files_load() {
+    let load = |client: &str, schema: &str| {
+        let dir = scratch_dir("examples");
+        let path = write(
+            &dir,
+            "c.toml",
+            &format!(
+                "[kafka]\nclient_properties = \"{}\"\n[schema_registry]\nproperties_file = \"{}\"\n",
+                manifest(client).display(),
+                manifest(schema).display()
+            ),
+        );
+        ok(Config::load_with_env(Some(&path), no_env()))
+    };
+    let c = load(
+        "config/examples/client-java.properties",
+        "config/examples/schema-user-info.properties",
+    );
+    let k = c.kafka_properties();
+    assert_eq!(k.get("security.protocol"), Some("SASL_SSL"));
+    assert_eq!(k.get("sasl.mechanisms"), Some("PLAIN"));
+    assert_eq!(k.get("sasl.username"), Some("CLUSTER_API_KEY"));
+    assert_eq!(k.get("sasl.password"), Some("CLUSTER_API_SECRET"));
+    assert!(
+        c.warnings().iter().any(|w| w.contains("key.serializer")),
+        "{:?}",
+        c.warnings()
+    );
+    let sr = c.schema_registry();
+    assert_eq!(sr.urls, vec!["https://schema-registry.internal:8443"]);
+    let auth = sr.basic_auth.unwrap();
+    assert_eq!(
+        (auth.username.as_str(), auth.password.expose()),
+        ("SR_USER", "SR_PASSWORD")
+    );
+    let summary = c.redacted_summary();
+    for secret in [
+        "CLUSTER_API_SECRET",
+        "SR_PASSWORD",
+        "SCHEMA_REGISTRY_API_SECRET",
+    ] {
+        assert!(!summary.contains(secret), "{summary}");
+    }
+    let c = load(
+        "config/examples/client-scram.properties",
+        "config/examples/schema.properties",
+    );
+    let k = c.kafka_properties();
+    assert_eq!(k.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+    assert_eq!(
+        k.get("ssl.endpoint.identification.algorithm"),
+        Some("https")
+    );
+    assert!(!c.redacted_summary().contains("KAFKA_PASSWORD"));
 }
 
 // ---- secrets ---------------------------------------------------------------------------------

@@ -102,6 +102,14 @@ impl Config {
                 continue;
             }
             match kafka::check_property(k, v) {
+                Verdict::Ok if k == "statistics.interval.ms" && v.trim() == "0" => {
+                    errors.push(Error::invalid(
+                        key,
+                        origin,
+                        "must be greater than zero: broker health, readiness and consumer lag \
+                         are read from librdkafka's statistics",
+                    ));
+                }
                 Verdict::Ok => {}
                 Verdict::Unknown => {
                     errors.push(Error::invalid(

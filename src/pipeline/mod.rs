@@ -299,7 +299,7 @@ fn registry_settings(config: &Config) -> wire::RegistrySettings {
             .basic_auth
             .map(|a| (a.username, a.password.expose().to_string())),
         timeout: sr.timeout,
-        ..Default::default()
+        ca_location: sr.ca_location,
     }
 }
 
@@ -325,6 +325,9 @@ pub(crate) fn input_consumer_config(config: &Config) -> rdkafka::ClientConfig {
     set_if_absent(&mut c, "enable.auto.commit", "true");
     set_if_absent(&mut c, "enable.partition.eof", "false");
     set_if_absent(&mut c, "statistics.interval.ms", "1000");
+    // librdkafka's 10 s default leaves the service cut off for up to 10 s after a broker
+    // comes back; 2 s costs one connect attempt per broker every 2 s while it is down.
+    set_if_absent(&mut c, "reconnect.backoff.max.ms", "2000");
     set_if_absent(&mut c, "fetch.wait.max.ms", "100");
     set_if_absent(&mut c, "max.partition.fetch.bytes", "10485760");
     set_if_absent(&mut c, "queued.min.messages", "1000000");

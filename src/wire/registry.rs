@@ -78,6 +78,48 @@ fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// `https://user:secret@host/x` → (`https://host/x`, `Some(("user", "secret"))`), percent-decoded.
+fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None);
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let info = &rest[..at];
+    let (user, password) = info.split_once(':').unwrap_or((info, ""));
+    let stripped = format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]);
+    (
+        stripped,
+        Some((percent_decode(user), percent_decode(password))),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// How long a "permanent" answer about an id (not found, not Avro) is remembered, so a topic
 /// full of records with a bad id does not cost one registry request per record.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
@@ -108,11 +150,31 @@ impl Registry {
     /// A client for `settings`. Fails on settings that can never work (no URL, an unreadable
     /// or empty CA file); nothing is sent to the registry yet.
     pub fn new(settings: RegistrySettings) -> Result<Registry> {
-        let urls: Vec<String> = settings
+        // Credentials inside a URL never reach the HTTP library, whose errors quote the URL:
+        // they are stripped here and sent as basic auth (unless basic auth is set explicitly).
+        let raw: Vec<&str> = settings
             .urls
             .iter()
-            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .map(|u| u.trim().trim_end_matches('/'))
             .collect();
+        let mut url_auth = None;
+        let mut secrets = Vec::new();
+        let mut urls = Vec::with_capacity(raw.len());
+        for u in &raw {
+            let (url, auth) = split_userinfo(u);
+            if let Some((_, password)) = &auth {
+                // Still redacted from any message, should a library quote the original.
+                secrets.push(u.to_string());
+                if !password.is_empty() {
+                    secrets.push(password.clone());
+                }
+            }
+            if url_auth.is_none() {
+                url_auth = auth;
+            }
+            urls.push(url);
+        }
+        let basic_auth = settings.basic_auth.clone().or(url_auth);
         let Some(first) = urls.first().filter(|u| !u.is_empty()) else {
             return Err(Error::Config("no schema registry URL".into()));
         };
@@ -120,17 +182,10 @@ impl Registry {
         for url in &urls[1..] {
             builder.add_url(url.clone());
         }
-        let mut secrets = Vec::new();
-        if let Some((user, password)) = &settings.basic_auth {
+        if let Some((user, password)) = &basic_auth {
             builder.set_basic_authorization(user, Some(password));
             if !password.is_empty() {
                 secrets.push(password.clone());
-            }
-        }
-        for url in &urls {
-            let redacted = redact_url(url);
-            if redacted != *url {
-                secrets.push(url.clone());
             }
         }
         builder.set_timeout(settings.timeout);
@@ -526,6 +581,42 @@ mod tests {
         let e = Registry::new(missing_ca).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn url_credentials_become_basic_auth_and_never_reach_errors() {
+        assert_eq!(
+            split_userinfo("https://k%40y:p%3Ass%2F@sr.example.com:8443/x"),
+            (
+                "https://sr.example.com:8443/x".to_string(),
+                Some(("k@y".to_string(), "p:ss/".to_string()))
+            )
+        );
+        assert_eq!(
+            split_userinfo("http://h:1"),
+            ("http://h:1".to_string(), None)
+        );
+        assert_eq!(split_userinfo("%zz"), ("%zz".to_string(), None));
+        // Nothing listens on port 1: the request fails and its error would quote the URL.
+        let registry = Registry::new(RegistrySettings {
+            urls: vec!["http://api-key:s%40cret-in-url@127.0.0.1:1/".into()],
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(registry.urls, "http://127.0.0.1:1");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(registry.schema_by_id(1)).unwrap_err();
+        let shown = format!("{err} {err:?} {registry:?}");
+        assert!(err.is_transient(), "{shown}");
+        assert!(
+            !shown.contains("s%40cret-in-url") && !shown.contains("s@cret-in-url"),
+            "{shown}"
+        );
+        assert!(shown.contains("127.0.0.1:1"), "{shown}");
     }
 
     #[test]

@@ -12,5 +12,6 @@ mod faults;
 mod poison;
 mod proxy;
 mod recovery;
+mod security;
 mod service;
 mod stack;
