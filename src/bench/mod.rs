@@ -5,15 +5,17 @@
 //! 2. raw consume rate of those records with a plain consumer, the pipeline's client config;
 //! 3. the service (`waittimes run`, a child process) over the same records from the beginning,
 //!    until every store's final wait time is visible on the output topic;
-//! 4. steady load: record → state (the service's own latency histogram) and record → output
-//!    topic (probe stores whose first answer is timed end to end);
+//! 4. steady load: record → state (the service's own latency histogram), record → received by
+//!    a plain consumer alongside it (the broker's delivery floor) and record → output topic
+//!    (probe stores whose first answer is timed end to end);
 //! 5. resident memory: idle, and with many open orders;
-//! 6. HTTP with `wrk` while ingesting;
+//! 6. HTTP with `wrk`, idle and while ingesting;
 //! 7. the Quix Streams peer over the same input (bench/peers/quix), if present.
 //!
 //! The service runs as a child process so its memory is its own and the code path is exactly
 //! `waittimes run`. Performance is measured and reported here, never asserted in tests.
 
+mod floor;
 mod load;
 mod peer;
 mod report;
@@ -69,8 +71,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub http_seconds: u64,
 
-    /// HTTP step: concurrent connections of `wrk`.
-    #[arg(long, default_value_t = 64)]
+    /// HTTP step: `wrk` threads. wrk, the service and (while ingesting) the producer and the
+    /// broker share the machine, so more threads than cores measure the scheduler.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_threads: u32,
+
+    /// HTTP step: concurrent connections of `wrk` (at least the thread count). wrk keeps every
+    /// connection busy, so each one beyond what the service serves in parallel adds queueing.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_connections: u32,
 
     /// Do not run the Quix Streams peer.
@@ -196,6 +204,11 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
             "--events, --steady-rate and --steady-seconds must be at least 1".into(),
         ));
     }
+    if args.http_connections < args.http_threads {
+        return Err(Error::Failed(
+            "--http-connections must be at least --http-threads (wrk gives each thread one)".into(),
+        ));
+    }
     let started = Instant::now();
     let mut report = Report::new(&args);
     let run_id = format!("bench_{}_{}", now_ms(), std::process::id());
@@ -270,13 +283,29 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         "4/7 steady load {} events/s for {}s",
         args.steady_rate, args.steady_seconds
     ));
-    let steady = svc.steady(&args, &topics, &watcher).await;
+    let floor = match floor::FloorConsumer::start(base.clone(), &topics, &format!("{run_id}_floor"))
+    {
+        Ok(f) => Some(f),
+        Err(err) => {
+            say(format!("    the floor consumer did not start: {err}"));
+            None
+        }
+    };
+    let steady = svc.steady(&args, &topics, &watcher, floor).await;
     match steady {
         Ok(s) => report.steady = Some(s),
         Err(err) => say(format!("    steady load failed: {err}")),
     }
 
-    // 6. HTTP while ingesting.
+    // 6. HTTP on the idle service (caught up, nothing produced), then while ingesting.
+    say(format!(
+        "6/7 wrk on /stores/1/wait for {}s, idle service",
+        args.http_seconds
+    ));
+    match svc.http_idle(&args).await {
+        Ok(w) => report.http_idle = Some(w),
+        Err(err) => say(format!("    idle http step failed: {err}")),
+    }
     say(format!(
         "6/7 wrk on /stores/1/wait for {}s while ingesting {} events/s",
         args.http_seconds, args.steady_rate

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 
+use super::floor::{Floor, FloorConsumer};
 use super::load::{self, Acks, Probe, Steady};
 use super::watch::OutputWatcher;
 use super::wrk::{self, WrkResult};
@@ -111,8 +112,13 @@ pub struct SteadyResult {
     pub achieved_rate: f64,
     /// Record timestamp → acknowledged by the broker (the producer's and broker's share).
     pub to_broker: Option<Latencies>,
+    /// Record timestamp → received by a plain consumer with the pipeline's client config,
+    /// running alongside the service: the broker's and librdkafka's delivery floor.
+    pub floor: Option<Floor>,
     /// Record timestamp → state applied, from the service's histogram (bucket resolution).
     pub to_state: Option<Latencies>,
+    /// The bounds (ms) of the histogram bucket that holds `to_state`'s p99.
+    pub to_state_p99_bucket: Option<(f64, f64)>,
     /// Record timestamp → first wait time of a probe store seen on the output topic.
     pub to_output: Option<Latencies>,
     pub probes_sent: usize,
@@ -304,12 +310,14 @@ impl Service {
             .collect())
     }
 
-    /// Step 4: the steady load with probes; latencies.
+    /// Step 4: the steady load with probes; latencies. `floor`, started just before, is stopped
+    /// when the service's histogram is read again, so both see the same records.
     pub(super) async fn steady(
         &mut self,
         args: &BenchArgs,
         topics: &Topics,
         watcher: &OutputWatcher,
+        floor: Option<FloorConsumer>,
     ) -> Result<SteadyResult> {
         let ids = load::schema_ids(&args.schema_registry, topics).await?;
         let before = histogram(
@@ -343,7 +351,9 @@ impl Service {
             &self.metrics().await?,
             "waittimes_processing_latency_seconds",
         );
+        let floor = floor.map(FloorConsumer::stop);
         let to_state = histogram_latencies(&before, &after);
+        let to_state_p99_bucket = histogram_quantile_bucket(&before, &after, 0.99);
         let probes = probes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -367,12 +377,24 @@ impl Service {
         Ok(SteadyResult {
             to_broker: sample_latencies(&mut to_broker),
             sent,
+            floor,
             achieved_rate: sent as f64 / duration.as_secs_f64(),
             to_state,
+            to_state_p99_bucket,
             to_output: sample_latencies(&mut lat),
             probes_sent: probes.len(),
             probes_missing: missing,
         })
+    }
+
+    /// Step 6, first half: `wrk` on one store's wait with nothing produced (the service caught
+    /// up and idle), the HTTP path without ingest competing for the cores.
+    pub(super) async fn http_idle(&mut self, args: &BenchArgs) -> Result<WrkResult> {
+        let url = self.url("/stores/1/wait");
+        let (secs, threads, conns) = (args.http_seconds, args.http_threads, args.http_connections);
+        tokio::task::spawn_blocking(move || wrk::run(&url, secs, threads, conns))
+            .await
+            .map_err(|e| Error::Failed(format!("wrk thread: {e}")))?
     }
 
     /// Step 6: `wrk` on one store's wait while the steady load runs.
@@ -402,8 +424,8 @@ impl Service {
         let producer = tokio::task::spawn_blocking(move || steady.run(Arc::new(Acks::default())));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let url = self.url("/stores/1/wait");
-        let (secs, conns) = (args.http_seconds, args.http_connections);
-        let result = tokio::task::spawn_blocking(move || wrk::run(&url, secs, conns))
+        let (secs, threads, conns) = (args.http_seconds, args.http_threads, args.http_connections);
+        let result = tokio::task::spawn_blocking(move || wrk::run(&url, secs, threads, conns))
             .await
             .map_err(|e| Error::Failed(format!("wrk thread: {e}")))?;
         let after = metric_sum(&self.metrics().await?, "waittimes_events_total");
@@ -521,12 +543,8 @@ pub(super) fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Percentiles of the observations between two readings of a histogram, interpolated inside
-/// buckets; `max` is the upper bound of the highest bucket that gained observations.
-pub(super) fn histogram_latencies(
-    before: &[(f64, f64)],
-    after: &[(f64, f64)],
-) -> Option<Latencies> {
+/// The cumulative buckets of the observations between two readings, sorted by bound.
+fn bucket_deltas(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
     let mut buckets: Vec<(f64, f64)> = after
         .iter()
         .map(|(le, n)| {
@@ -538,6 +556,38 @@ pub(super) fn histogram_latencies(
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The bounds (ms) of the bucket holding the `q` quantile of the observations between two
+/// readings: where the true quantile lies, whatever the interpolation says.
+pub(super) fn histogram_quantile_bucket(
+    before: &[(f64, f64)],
+    after: &[(f64, f64)],
+    q: f64,
+) -> Option<(f64, f64)> {
+    let buckets = bucket_deltas(before, after);
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let mut lower = 0.0;
+    for &(le, n) in &buckets {
+        if n >= q * total {
+            return Some((lower * 1000.0, le * 1000.0));
+        }
+        lower = le;
+    }
+    None
+}
+
+/// Percentiles of the observations between two readings of a histogram, interpolated inside
+/// buckets; `max` is the upper bound of the highest bucket that gained observations.
+pub(super) fn histogram_latencies(
+    before: &[(f64, f64)],
+    after: &[(f64, f64)],
+) -> Option<Latencies> {
+    let buckets = bucket_deltas(before, after);
     let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;
@@ -623,6 +673,19 @@ mod tests {
         assert_eq!(l.max, 5.0);
         assert_eq!(l.samples, 100);
         assert!(histogram_latencies(&h, &h).is_none());
+        assert_eq!(histogram_quantile_bucket(&[], &h, 0.5), Some((0.0, 1.0)));
+        assert_eq!(histogram_quantile_bucket(&[], &h, 0.99), Some((2.0, 5.0)));
+        assert_eq!(histogram_quantile_bucket(&h, &h, 0.99), None);
+        let slow = [
+            (0.001, 0.0),
+            (0.002, 0.0),
+            (0.005, 0.0),
+            (f64::INFINITY, 3.0),
+        ];
+        assert_eq!(
+            histogram_quantile_bucket(&[], &slow, 0.99),
+            Some((5.0, f64::INFINITY))
+        );
     }
 
     #[test]

@@ -16,12 +16,12 @@ pub struct WrkResult {
     pub socket_errors: u64,
 }
 
-/// `wrk -t2 -c<connections> -d<seconds>s --latency <url>`.
-pub(super) fn run(url: &str, seconds: u64, connections: u32) -> Result<WrkResult> {
+/// `wrk -t<threads> -c<connections> -d<seconds>s --latency <url>`.
+pub(super) fn run(url: &str, seconds: u64, threads: u32, connections: u32) -> Result<WrkResult> {
     let wrk = std::env::var_os("WRK").unwrap_or_else(|| "wrk".into());
     let out = Command::new(&wrk)
         .args([
-            "-t2",
+            &format!("-t{threads}"),
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",

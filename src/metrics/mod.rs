@@ -38,11 +38,14 @@ use crate::http::Snapshot;
 /// The prefix of every metric name.
 pub const PREFIX: &str = "waittimes";
 
-/// Latency buckets in seconds: 1 ms to 60 s in a 1-2-5 series (roughly ×2.2 per step), so a
-/// healthy sub-millisecond pipeline and a minute-long stall both land in a bucket and the
-/// bounds read as round numbers on a dashboard.
-pub const LATENCY_BUCKETS_SECONDS: [f64; 15] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0,
+/// Latency buckets in seconds, 0.5 ms to 60 s. Dense up to 100 ms (0.5, 1, 2, 3, 5, 7.5, 10,
+/// 15, 25 ms…) so a p99 near a 10 ms goal is read from neighbouring bounds
+/// rather than interpolated across a decade; coarser beyond, so a minute-long stall still lands
+/// in a bucket. Latencies are whole milliseconds (record timestamps are), so the 0.5 ms bucket
+/// holds the records applied within the millisecond they were stamped.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 20] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 20.0, 60.0,
 ];
 
 /// What became of one consumed record (`waittimes_events_total{outcome}`).

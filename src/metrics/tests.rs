@@ -538,3 +538,24 @@ fn all_lists_are_in_discriminant_order() {
             .all(|(i, k)| *k as usize == i)
     );
 }
+
+#[test]
+fn processing_latency_buckets_resolve_around_ten_milliseconds() {
+    let (metrics, _, health) = setup();
+    health.set_ok(crate::health::Condition::CaughtUp);
+    metrics.observe_processing_latency(1_000, 1_000);
+    metrics.observe_processing_latency(1_000, 1_007);
+    metrics.observe_processing_latency(1_000, 1_012);
+    let text = render(&metrics);
+    let bucket = |le: &str| {
+        sample(
+            &text,
+            &format!(r#"waittimes_processing_latency_seconds_bucket{{le="{le}"}}"#),
+        )
+    };
+    assert_eq!(bucket("0.0005"), Some(1.0));
+    assert_eq!(bucket("0.005"), Some(1.0));
+    assert_eq!(bucket("0.0075"), Some(2.0));
+    assert_eq!(bucket("0.01"), Some(2.0));
+    assert_eq!(bucket("0.015"), Some(3.0));
+}
