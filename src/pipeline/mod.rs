@@ -178,19 +178,28 @@ async fn start(
         format!("loading priors from {}", topics.wait_times),
     );
     let runtime = tokio::runtime::Handle::current();
-    let priors = {
-        let cfg = priors_consumer_config(config);
-        let topic = topics.wait_times.clone();
-        let registry = registry.clone();
-        let rt = runtime.clone();
-        tokio::task::spawn_blocking(move || {
-            priors::load(&cfg, &topic, &registry, &rt, Duration::from_secs(120))
-        })
-        .await
-        .map_err(|e| Error::Thread(e.to_string()))??
-    };
+    // A broker that is unreachable or rejects our credentials at start is retried, not fatal:
+    // readiness carries the reason until it answers.
+    let priors = retry(
+        &format!("loading priors from {}", topics.wait_times),
+        health,
+        Condition::Priors,
+        || {
+            let cfg = priors_consumer_config(config);
+            let topic = topics.wait_times.clone();
+            let registry = registry.clone();
+            let rt = runtime.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    priors::load(&cfg, &topic, &registry, &rt, Duration::from_secs(120))
+                })
+                .await
+                .map_err(|e| Error::Thread(e.to_string()))?
+            }
+        },
+    )
+    .await;
     metrics.set_priors_loaded(priors.values.len() as u64);
-    health.set_ok(Condition::Priors);
 
     let mut state = State::new(state_config(config));
     for (store, minutes) in &priors.values {
@@ -268,10 +277,11 @@ async fn start(
 }
 
 /// Retries `f` with exponential backoff until it succeeds, reporting the failure in readiness.
-async fn retry<T, F, Fut>(what: &str, health: &Health, condition: Condition, mut f: F) -> T
+async fn retry<T, E, F, Fut>(what: &str, health: &Health, condition: Condition, mut f: F) -> T
 where
+    E: std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, wire::Error>>,
+    Fut: Future<Output = std::result::Result<T, E>>,
 {
     let mut backoff = Duration::from_millis(200);
     loop {

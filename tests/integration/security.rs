@@ -1212,6 +1212,20 @@ async fn logs_never_show_a_secret_through_startup_auth_failures_and_a_registry_4
     let out = run.settle(TIMEOUT).await;
     assert!(out.contains("SASL authentication error"), "{out}");
     assert_no_secret(&out, &secrets);
+    // It keeps retrying rather than exiting: still serving, not ready, and saying why.
+    let (status, body) = get_json(&client, &format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .unwrap_or_else(|| {
+            panic!("the service stopped serving after rejected credentials:\n{out}")
+        });
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reasons"]["priors"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed")),
+        "{body}"
+    );
+    assert_no_secret(&body.to_string(), &secrets);
     drop(run);
 }
 
