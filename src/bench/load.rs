@@ -335,12 +335,14 @@ impl Steady {
     }
 }
 
-/// Produces `n` orders that stay open: store `1 + i % stores`, order ids counting up per store.
+/// Produces orders `first..first + n` that stay open: store `1 + i % stores`, order ids
+/// counting up per store.
 pub(super) fn open_orders(
     bootstrap: &str,
     topic: &str,
     schema_id: u32,
     stores: u32,
+    first: u64,
     n: u64,
 ) -> Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> =
@@ -356,7 +358,7 @@ pub(super) fn open_orders(
     }];
     let stores = u64::from(stores.max(1));
     let mut value = Vec::with_capacity(128);
-    for i in 0..n {
+    for i in first..first + n {
         let store_id = i32::try_from(1 + i % stores).unwrap_or(1);
         let store_order_id = i32::try_from(1 + i / stores).unwrap_or(i32::MAX);
         value.clear();

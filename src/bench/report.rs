@@ -270,17 +270,24 @@ impl Report {
                     "≤ 30 MB",
                     verdict(m.idle as f64 <= 30e6),
                 );
-                let per = m.loaded.saturating_sub(m.idle) as f64 / m.open_orders.max(1) as f64;
+                let total = m.bytes_per_order_total();
+                let marginal = m.bytes_per_order_marginal();
                 row(
                     "5",
-                    &format!("RSS with {} open orders", thousands(m.open_orders)),
+                    &format!(
+                        "RSS with {} open orders (growth per order over the last {})",
+                        thousands(m.open_orders),
+                        thousands(m.open_orders.saturating_sub(m.half_orders))
+                    ),
                     format!(
-                        "{:.1} MB, **{:.0} bytes per open order**",
+                        "{:.1} MB, **{:.0} bytes per open order** ({:.0} bytes per order over \
+                         idle, fixed costs included)",
                         m.loaded as f64 / 1e6,
-                        per
+                        marginal,
+                        total
                     ),
                     "≤ 200 bytes per open order",
-                    verdict(per <= 200.0),
+                    verdict(marginal <= 200.0),
                 );
             }
             None => row("5", "memory", na(), "", "—"),

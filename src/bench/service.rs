@@ -136,8 +136,24 @@ pub struct HttpResult {
 #[derive(Debug, Clone)]
 pub struct Memory {
     pub idle: u64,
+    /// RSS with the first `half_orders` open.
+    pub half_loaded: u64,
     pub loaded: u64,
+    pub half_orders: u64,
     pub open_orders: u64,
+}
+
+impl Memory {
+    /// RSS growth per open order over the whole load, fixed costs included.
+    pub fn bytes_per_order_total(&self) -> f64 {
+        self.loaded.saturating_sub(self.idle) as f64 / self.open_orders.max(1) as f64
+    }
+
+    /// RSS growth per open order over the second half only: what one more open order costs.
+    pub fn bytes_per_order_marginal(&self) -> f64 {
+        let n = self.open_orders.saturating_sub(self.half_orders).max(1);
+        self.loaded.saturating_sub(self.half_loaded) as f64 / n as f64
+    }
 }
 
 pub(super) struct Service {
@@ -447,37 +463,46 @@ impl Service {
             .ok_or_else(|| Error::Failed("cannot read the service's VmRSS".into()))?;
         say(format!("    idle RSS {:.1} MiB", idle as f64 / 1048576.0));
         let ids = load::schema_ids(&args.schema_registry, topics).await?;
-        let (bootstrap, topic, n, stores) = (
-            args.bootstrap.clone(),
-            topics.orders.clone(),
-            args.open_orders,
-            args.stores,
-        );
-        tokio::task::spawn_blocking(move || {
-            load::open_orders(&bootstrap, &topic, ids[0], stores, n)
-        })
-        .await
-        .map_err(|e| Error::Failed(format!("open-orders producer: {e}")))??;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let open = loop {
-            let open = metric_sum(&self.metrics().await?, "waittimes_open_orders") as u64;
-            if open >= n {
-                break open;
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Failed(format!(
-                    "only {open} of {n} open orders after 300 s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let loaded = self
-            .rss_bytes()
-            .ok_or_else(|| Error::Failed("cannot read the service's VmRSS".into()))?;
+        // Two halves: the first also pays librdkafka's fetch buffers and the allocator's growth,
+        // which do not scale with the open orders; the second half's RSS growth is what each
+        // further open order costs.
+        let half = args.open_orders / 2;
+        let mut rss = Vec::with_capacity(2);
+        let mut open = 0;
+        for (first_id, n) in [(0, half), (half, args.open_orders - half)] {
+            let (bootstrap, topic, stores) =
+                (args.bootstrap.clone(), topics.orders.clone(), args.stores);
+            tokio::task::spawn_blocking(move || {
+                load::open_orders(&bootstrap, &topic, ids[0], stores, first_id, n)
+            })
+            .await
+            .map_err(|e| Error::Failed(format!("open-orders producer: {e}")))??;
+            let target = first_id + n;
+            let deadline = Instant::now() + Duration::from_secs(300);
+            open = loop {
+                let open = metric_sum(&self.metrics().await?, "waittimes_open_orders") as u64;
+                if open >= target {
+                    break open;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Failed(format!(
+                        "only {open} of {target} open orders after 300 s"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rss.push(
+                self.rss_bytes()
+                    .ok_or_else(|| Error::Failed("cannot read the service's VmRSS".into()))?,
+            );
+        }
+        let (half_loaded, loaded) = (rss[0], rss[1]);
         Ok(Memory {
             idle,
+            half_loaded,
             loaded,
+            half_orders: half,
             open_orders: open,
         })
     }
@@ -645,6 +670,24 @@ fn sample_latencies(v: &mut [f64]) -> Option<Latencies> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_per_open_order_leave_out_the_first_halfs_fixed_costs() {
+        let m = Memory {
+            idle: 20_000_000,
+            half_loaded: 150_000_000,
+            loaded: 200_000_000,
+            half_orders: 500_000,
+            open_orders: 1_000_000,
+        };
+        assert_eq!(m.bytes_per_order_marginal(), 100.0);
+        assert_eq!(m.bytes_per_order_total(), 180.0);
+        let shrunk = Memory {
+            loaded: 140_000_000,
+            ..m
+        };
+        assert_eq!(shrunk.bytes_per_order_marginal(), 0.0);
+    }
 
     const TEXT: &str = "# TYPE waittimes_events counter\n\
         waittimes_events_total{topic=\"a\",outcome=\"applied\"} 10\n\
