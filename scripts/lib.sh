@@ -83,8 +83,16 @@ ensure_apt_packages() {
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2 || die "apt-get update failed"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
-        die "apt-get install failed for: ${missing[*]}"
+    # nginx is only a program the tests start themselves: keep its package from starting a
+    # system daemon on port 80 (a policy of our own only while installing, if there is none).
+    local policy=/usr/sbin/policy-rc.d own_policy=''
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+    fi
+    local rc=0
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || rc=$?
+    [[ -n $own_policy ]] && rm -f "$policy"
+    ((rc == 0)) || die "apt-get install failed for: ${missing[*]}"
 }
 
 # Puts cargo on PATH; installs a pinned Rust toolchain with rustup only if there is none at all.
