@@ -250,6 +250,29 @@ pub(super) struct Steady {
 }
 
 impl Steady {
+    /// The steady load `args` asks for, without probes, with a stop flag of its own.
+    pub(super) fn new(
+        args: &super::BenchArgs,
+        topics: &Topics,
+        schema_ids: [u32; 3],
+        duration: Duration,
+        next_probe: i32,
+    ) -> Self {
+        Self {
+            bootstrap: args.bootstrap.clone(),
+            topics: topics.clone(),
+            schema_ids,
+            stores: args.stores,
+            rate: args.steady_rate,
+            linger_ms: args.steady_linger_ms,
+            duration,
+            probe_every: None,
+            next_probe,
+            probes: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     pub(super) fn run(self, acks: Arc<Acks>) -> Result<(u64, i32)> {
         let producer: ThreadedProducer<ArcAcks> =
             producer_config(&self.bootstrap, &self.linger_ms.to_string())

@@ -343,17 +343,9 @@ impl Service {
         let probes = Arc::new(Mutex::new(Vec::<Probe>::new()));
         let duration = Duration::from_secs(args.steady_seconds);
         let steady = Steady {
-            bootstrap: args.bootstrap.clone(),
-            topics: topics.clone(),
-            schema_ids: ids,
-            stores: args.stores,
-            rate: args.steady_rate,
-            linger_ms: args.steady_linger_ms,
-            duration,
             probe_every: Some(PROBE_EVERY),
-            next_probe: self.next_probe,
             probes: probes.clone(),
-            stop: Arc::new(AtomicBool::new(false)),
+            ..Steady::new(args, topics, ids, duration, self.next_probe)
         };
         let acks = Arc::new(Acks::default());
         let acks_in = acks.clone();
@@ -423,17 +415,8 @@ impl Service {
         let stop = Arc::new(AtomicBool::new(false));
         let duration = Duration::from_secs(args.http_seconds + 2);
         let steady = Steady {
-            bootstrap: args.bootstrap.clone(),
-            topics: topics.clone(),
-            schema_ids: ids,
-            stores: args.stores,
-            rate: args.steady_rate,
-            linger_ms: args.steady_linger_ms,
-            duration,
-            probe_every: None,
-            next_probe: self.next_probe,
-            probes: Arc::new(Mutex::new(Vec::new())),
             stop: stop.clone(),
+            ..Steady::new(args, topics, ids, duration, self.next_probe)
         };
         let before = metric_sum(&self.metrics().await?, "waittimes_events_total");
         let t0 = Instant::now();

@@ -640,15 +640,22 @@ impl Cursor<'_> {
             })
     }
 
-    fn union(&mut self, branches: &[Branch]) -> Result<Option<i64>, Problem> {
+    /// Reads a union's branch index and returns it with its branch.
+    #[inline(always)]
+    fn branch<'b, T>(&mut self, branches: &'b [T]) -> Result<(i64, &'b T), Problem> {
         let index = self.long()?;
-        let branch = usize::try_from(index)
+        usize::try_from(index)
             .ok()
             .and_then(|i| branches.get(i))
+            .map(|b| (index, b))
             .ok_or(Problem::BadUnionIndex {
                 index,
                 branches: branches.len(),
-            })?;
+            })
+    }
+
+    fn union(&mut self, branches: &[Branch]) -> Result<Option<i64>, Problem> {
+        let (index, branch) = self.branch(branches)?;
         match *branch {
             Branch::Int => self.int().map(|v| Some(i64::from(v))),
             Branch::Long => self.long().map(Some),
@@ -713,14 +720,7 @@ impl Cursor<'_> {
                 if depth >= MAX_DEPTH {
                     return Err(Problem::TooDeep);
                 }
-                let index = self.long()?;
-                let branch = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| branches.get(i))
-                    .ok_or(Problem::BadUnionIndex {
-                        index,
-                        branches: branches.len(),
-                    })?;
+                let (_, branch) = self.branch(branches)?;
                 self.skip(g, *branch, depth + 1)
             }
             Node::Record { fields, .. } => {
