@@ -47,6 +47,8 @@ die() {
 stack_config() {
     STACK_HOME="${WAITTIMES_STACK_HOME:-$HOME/.local/share/waittimes-stack}"
     STACK_RUN="${WAITTIMES_STACK_RUN:-$REPO_ROOT/.stack}"
+    # Absolute, so pid checks compare the same path the broker was started with.
+    STACK_RUN=$(realpath -m -- "$STACK_RUN")
     KAFKA_PORT="${KAFKA_PORT:-9092}"
     SR_PORT="${SR_PORT:-8081}"
     STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-90}"
@@ -668,7 +670,6 @@ PROPS
 
 stack_up() {
     mkdir -p "$STACK_RUN"
-    STACK_RUN=$(cd "$STACK_RUN" && pwd)
     local pid p
     # Check every port before starting anything, so a clash leaves nothing behind.
     if pid=$(broker_pid "$STACK_RUN"); then

@@ -79,8 +79,8 @@ pub fn unique(base: &str) -> String {
     )
 }
 
-/// Client settings every test client starts from; the short session timeout matters with Tansu,
-/// whose group joins take about half of `session.timeout.ms`.
+/// Client settings every test client starts from: a short session timeout, so a killed member's
+/// partitions move on within seconds.
 pub fn client_config() -> ClientConfig {
     client_config_at(&bootstrap())
 }

@@ -313,3 +313,101 @@ async fn a_schema_registry_outage_pauses_unknown_ids_and_keeps_known_ones() {
     );
     svc.stop().await;
 }
+
+/// The broker dies (SIGKILL) in the middle of a stream and comes back on the same data: the
+/// service stays up, is not ready while the broker is gone and says why, recovers by itself, and
+/// ends with exactly the answers and published values of a run that never saw the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
+    common::require_stack();
+    const STORES: i32 = 6;
+    let mut broker = PrivateBroker::start(BrokerOptions::default());
+    let t = Topics::create_at(&broker.bootstrap(), 2).await;
+    let at = || common::client_config_at(&broker.bootstrap());
+    let producer = |config: rdkafka::ClientConfig| -> FutureProducer {
+        config
+            .clone()
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .expect("create producer")
+    };
+    let mut p = Producer::with(producer(at()));
+    let events = stream(now_ms() - 20 * MINUTE, STORES, 50);
+    let (before, after) = events.split_at(events.len() / 2);
+    for e in before {
+        e.send(&mut p, &t).await;
+    }
+    let svc = Service::start_with(
+        &t,
+        &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    wait_ready(&client, &svc.base).await;
+
+    broker.kill9();
+    let killed_at = Instant::now();
+    let mut reason = None;
+    while killed_at.elapsed() < Duration::from_secs(15) {
+        let (live, _) = svc.get("/health/live").await;
+        assert_eq!(live, 200, "the process must stay up while the broker is gone");
+        let (status, body) = svc.get("/health/ready").await;
+        if let Some(r) = body["reasons"].get("broker") {
+            assert_eq!(status, 503, "{body}");
+            reason = Some(r.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reason = reason.unwrap_or_else(|| {
+        panic!("readiness never named the broker while it was down (15 s after SIGKILL)")
+    });
+    assert!(
+        reason.as_str().is_some_and(|r| !r.is_empty()),
+        "a reason for the broker condition: {reason}"
+    );
+    broker.restart();
+    let restarted_at = Instant::now();
+    // The rest of the stream goes to the restarted broker through a new producer, as an
+    // upstream producer's own retries would deliver it.
+    let mut p = Producer::with(producer(at()));
+    for e in after {
+        e.send(&mut p, &t).await;
+    }
+    wait_ready(&client, &svc.base).await;
+    eprintln!(
+        "broker down: readiness said broker: {reason}; ready again {:?} after the restart",
+        restarted_at.elapsed()
+    );
+
+    // The reference: a run over the same input that never saw the outage.
+    let u = sibling(&t);
+    common::create_topics_at(
+        &broker.bootstrap(),
+        &[(&u.wait_times, 1), (&u.dead_letter, 1)],
+    )
+    .await;
+    let reference = Service::start_with(
+        &u,
+        &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())],
+    )
+    .await;
+    let answers = converged(&client, &svc.base, &reference.base, STORES as usize).await;
+    let expected = expected_output(&answers);
+    assert!(!expected.is_empty());
+    assert_last_values(at(), &t.wait_times, &expected).await;
+    assert_last_values(at(), &u.wait_times, &expected).await;
+    let probe: BaseConsumer = at()
+        .set("group.id", common::unique("probe"))
+        .create()
+        .expect("probe consumer");
+    assert_eq!(
+        end_offset(&probe, &t.dead_letter),
+        0,
+        "nothing was dead-lettered"
+    );
+    svc.stop().await;
+    reference.stop().await;
+    drop(broker);
+}

@@ -12,6 +12,7 @@ mod faults;
 mod poison;
 mod proxy;
 mod recovery;
+mod replay;
 mod security;
 mod service;
 mod stack;

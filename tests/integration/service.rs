@@ -96,7 +96,7 @@ impl Service {
         let mut env = topics.env();
         env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
         env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        // Tansu joins a group in half the session timeout: keep it short in tests.
+        // A short session timeout: a killed instance's partitions move on within seconds.
         env.push((
             "WAITTIMES__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS".into(),
             "6000".into(),
@@ -279,6 +279,103 @@ impl Producer {
             status: "cancelled",
         };
         self.record(&t.cancelled, store, &r, at).await;
+    }
+
+    /// Produces `events` without waiting between them, so the client packs them into
+    /// multi-record batches (`linger.ms`), as a real producer under load does; returns once
+    /// every one is acknowledged.
+    pub async fn batch(&mut self, t: &Topics, events: &[crate::recovery::Event]) {
+        use crate::recovery::Event;
+        let mut frames = Vec::with_capacity(events.len());
+        for e in events {
+            let (topic, store, at, buf) = match *e {
+                Event::Order { store, id, at } => {
+                    let r = PizzaOrder {
+                        store_id: store,
+                        store_order_id: id,
+                        coupon_code: 1500,
+                        date: 18500,
+                        status: "accepted",
+                        order_lines: &[],
+                    };
+                    (&t.orders, store, at, self.framed(&t.orders, &r).await)
+                }
+                Event::Completed { store, id, at } => {
+                    let r = PizzaOrderCompleted {
+                        store_id: store,
+                        store_order_id: id,
+                        date: 18500,
+                        status: "completed",
+                        rack_time_secs: 120,
+                        order_delivery_time_secs: 600,
+                    };
+                    (&t.completed, store, at, self.framed(&t.completed, &r).await)
+                }
+                Event::Cancelled { store, id, at } => {
+                    let r = PizzaOrderCancelled {
+                        store_id: store,
+                        store_order_id: id,
+                        date: 18500,
+                        status: "cancelled",
+                    };
+                    (&t.cancelled, store, at, self.framed(&t.cancelled, &r).await)
+                }
+            };
+            frames.push((topic.clone(), store.to_string(), at, buf));
+        }
+        let pending: Vec<_> = frames
+            .iter()
+            .map(|(topic, key, at, buf)| {
+                self.producer
+                    .send_result(
+                        FutureRecord::to(topic)
+                            .key(key.as_str())
+                            .payload(buf.as_slice())
+                            .timestamp(*at),
+                    )
+                    .unwrap_or_else(|(e, _)| panic!("enqueue to {topic}: {e}"))
+            })
+            .collect();
+        for delivery in pending {
+            delivery
+                .await
+                .expect("delivery future")
+                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        }
+    }
+
+    async fn framed<R: UpstreamRecord>(&mut self, topic: &str, r: &R) -> Vec<u8> {
+        let id = self.schema_id(topic, R::SCHEMA).await;
+        let mut buf = Vec::new();
+        r.write_framed(id, &mut buf);
+        buf
+    }
+
+    /// Seeds many priors at once, in multi-record batches (values only, no key).
+    pub async fn seed_priors_batch(&mut self, t: &Topics, priors: &[(i32, i32)]) {
+        let id = self.schema_id(&t.wait_times, wire::WAIT_TIMES_SCHEMA).await;
+        let values: Vec<_> = priors
+            .iter()
+            .map(|&(store, minutes)| wire::encode_wait_times(id, store, minutes))
+            .collect();
+        let pending: Vec<_> = values
+            .iter()
+            .map(|v| {
+                self.producer
+                    .send_result(
+                        FutureRecord::<str, [u8]>::to(&t.wait_times)
+                            .payload(v.as_slice())
+                            .timestamp(now_ms()),
+                    )
+                    .unwrap_or_else(|(e, _)| panic!("enqueue a prior: {e}"))
+            })
+            .collect();
+        for delivery in pending {
+            delivery
+                .await
+                .expect("delivery future")
+                .unwrap_or_else(|(e, _)| panic!("produce a prior: {e}"));
+        }
     }
 
     /// Seeds the wait-times topic the workshop's way: values only, no key.

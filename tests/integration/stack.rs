@@ -242,13 +242,12 @@ fn lookup(consumer: &impl Consumer, topic: &str, partition: i32, ts: i64) -> Off
     element.offset()
 }
 
-/// What Kafka guarantees and Tansu 0.6 does not (run against a real broker with `--ignored`):
-/// ListOffsets(latest) is the log end offset even after a multi-record batch (Tansu: the last
-/// batch's base offset + 1, so a consumer reset to the end re-reads the rest of that batch);
-/// ListOffsets by time compares the records' own CreateTime (Tansu: the broker's append time,
-/// per batch) and answers End past the last record (Tansu: offset 0).
+/// What the service's caught-up check, priors load and replay rely on: ListOffsets(latest) is
+/// the log end offset even after a multi-record batch (a broker whose watermark trails the
+/// batch makes a consumer reset to the end re-read it, and "caught up" fire early); ListOffsets
+/// by time compares the records' own CreateTime, not the broker's append time, and answers End
+/// past the last record.
 #[tokio::test]
-#[ignore = "Tansu 0.6 deviates from Kafka here; run with --ignored against a real broker"]
 async fn offsets_follow_kafka_semantics_for_batches_and_create_time() {
     common::require_stack();
     let topic = common::unique("kafka_semantics");
