@@ -323,7 +323,8 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     const STORES: i32 = 6;
     let mut broker = PrivateBroker::start(BrokerOptions::default());
     let t = Topics::create_at(&broker.bootstrap(), 2).await;
-    let at = || common::client_config_at(&broker.bootstrap());
+    let bootstrap = broker.bootstrap();
+    let at = || common::client_config_at(&bootstrap);
     let producer = |config: rdkafka::ClientConfig| -> FutureProducer {
         config
             .clone()
@@ -341,7 +342,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     }
     let svc = Service::start_with(
         &t,
-        &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())],
+        &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone())],
     )
     .await;
     let client = reqwest::Client::new();
@@ -352,7 +353,10 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     let mut reason = None;
     while killed_at.elapsed() < Duration::from_secs(15) {
         let (live, _) = svc.get("/health/live").await;
-        assert_eq!(live, 200, "the process must stay up while the broker is gone");
+        assert_eq!(
+            live, 200,
+            "the process must stay up while the broker is gone"
+        );
         let (status, body) = svc.get("/health/ready").await;
         if let Some(r) = body["reasons"].get("broker") {
             assert_eq!(status, 503, "{body}");
@@ -383,14 +387,10 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
 
     // The reference: a run over the same input that never saw the outage.
     let u = sibling(&t);
-    common::create_topics_at(
-        &broker.bootstrap(),
-        &[(&u.wait_times, 1), (&u.dead_letter, 1)],
-    )
-    .await;
+    common::create_topics_at(&bootstrap, &[(&u.wait_times, 1), (&u.dead_letter, 1)]).await;
     let reference = Service::start_with(
         &u,
-        &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())],
+        &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone())],
     )
     .await;
     let answers = converged(&client, &svc.base, &reference.base, STORES as usize).await;
