@@ -41,7 +41,7 @@ from quixstreams.error_callbacks import default_on_consumer_error
 from quixstreams.models.serializers.avro import AvroDeserializer, AvroSerializer
 from quixstreams.models.serializers.exceptions import SerializationError
 from quixstreams.models.serializers.schema_registry import SchemaRegistryClientConfig
-from quixstreams.models.topics import TopicAdmin, TopicConfig, TopicManager
+from quixstreams.models.topics import TopicAdmin, TopicManager
 
 PROCESS_START = time.perf_counter()
 
@@ -163,30 +163,9 @@ class RollingWait:
         return minutes
 
 
-# Apache Kafka's topic defaults. Quix derives its changelog topics' retention from the input
-# topics' `retention.ms`, read with DescribeConfigs; Tansu 0.6 answers DescribeConfigs only with
-# the configs a topic was created with, so for a topic created without them Quix would fail with
-# KeyError('retention.ms'). A broker that does report them is not overridden.
-KAFKA_TOPIC_DEFAULTS = {"retention.ms": "604800000", "retention.bytes": "-1"}
-
-
-class KafkaDefaultsTopicAdmin(TopicAdmin):
-    """A TopicAdmin that fills in Kafka's defaults for topic configs a broker leaves out."""
-
-    def inspect_topics(
-        self, topic_names: list[str], timeout: float = 30
-    ) -> dict[str, TopicConfig | None]:
-        configs = super().inspect_topics(topic_names, timeout=timeout)
-        for config in configs.values():
-            if config is not None:
-                for name, value in KAFKA_TOPIC_DEFAULTS.items():
-                    config.extra_config.setdefault(name, value)
-        return configs
-
-
 def delete_changelogs(admin: TopicAdmin, manager: TopicManager) -> None:
     """Deletes this run's changelog topics: a benchmark run has a group of its own, so nothing
-    reuses them, and an in-memory broker would otherwise keep every run's state writes."""
+    reuses them, and the broker would otherwise keep every run's state writes."""
     names = [t.name for t in manager.changelog_topics_list]
     if not names:
         return
@@ -393,7 +372,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
     progress = Progress(args.expect)
     state_dir = tempfile.mkdtemp(prefix="waittimes-quix-state-")
-    topic_admin = KafkaDefaultsTopicAdmin(broker_address=args.bootstrap)
+    topic_admin = TopicAdmin(broker_address=args.bootstrap)
     topic_manager = TopicManager(topic_admin=topic_admin, consumer_group=args.group)
     try:
         app = Application(
@@ -413,8 +392,6 @@ def main(argv: list[str]) -> int:
                 "fetch.wait.max.ms": 100,
                 "max.partition.fetch.bytes": 10485760,
                 "queued.min.messages": 1000000,
-                # Tansu completes a group join after half of session.timeout.ms.
-                "session.timeout.ms": 6000,
             },
         )
         progress.app = app
