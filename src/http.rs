@@ -28,20 +28,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dashmap::DashMap;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::answers::Answers;
 use crate::domain::{Basis, EventTime, StoreId, StoreWait};
 use crate::health::Health;
 use crate::metrics::Metrics;
-
-/// The answers the pipeline publishes and HTTP (and the per-store metrics) read: one entry per
-/// known store, replaced whole when its answer changes.
-pub type Snapshot = Arc<DashMap<StoreId, StoreWait>>;
 
 /// The content type of `/metrics`. The text is OpenMetrics (that is all `prometheus-client`
 /// writes: `# EOF`, `# UNIT`, `info` types, `_total` only on counter samples), and Prometheus
@@ -85,7 +81,7 @@ impl Default for HttpLimits {
 /// What the handlers read. Cheap to clone (all shared).
 #[derive(Clone)]
 pub struct AppState {
-    snapshot: Snapshot,
+    answers: Answers,
     health: Arc<Health>,
     metrics: Metrics,
     limits: HttpLimits,
@@ -94,10 +90,10 @@ pub struct AppState {
 
 impl AppState {
     /// With [`HttpLimits::default`].
-    pub fn new(snapshot: Snapshot, health: Arc<Health>, metrics: Metrics) -> Self {
+    pub fn new(answers: Answers, health: Arc<Health>, metrics: Metrics) -> Self {
         let limits = HttpLimits::default();
         AppState {
-            snapshot,
+            answers,
             health,
             metrics,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
@@ -274,11 +270,7 @@ async fn store_wait(
     let Some(id) = parse_store_id(&raw) else {
         return bad_store_id(&raw);
     };
-    // Clone out so the map shard is not held while serializing.
-    let found = app
-        .snapshot
-        .get(&id)
-        .map(|e| StoreWaitJson::from(e.value()));
+    let found = app.answers.get(id).map(|w| StoreWaitJson::from(&w));
     match found {
         Some(body) => axum::Json(body).into_response(),
         None => (
@@ -293,12 +285,12 @@ async fn store_wait(
 }
 
 async fn list_stores(State(app): State<AppState>) -> Response {
-    let mut all: Vec<StoreWaitJson> = app
-        .snapshot
+    let all: Vec<StoreWaitJson> = app
+        .answers
+        .sorted()
         .iter()
-        .map(|e| StoreWaitJson::from(e.value()))
+        .map(StoreWaitJson::from)
         .collect();
-    all.sort_unstable_by_key(|w| w.store_id);
     axum::Json(all).into_response()
 }
 

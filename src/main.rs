@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config.log.level, json)?;
             tracing::info!(config = %config.redacted_summary(), "starting");
             config.log_warnings();
-            runtime()?.block_on(waittimes::pipeline::run(config, shutdown_signal()))?;
+            runtime()?.block_on(waittimes::service::run(config, shutdown_signal()))?;
             Ok(())
         }
         Command::Datagen(args) => {

@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use crate::answers::Answers;
 use crate::domain::{Basis, InputKind, StoreWait};
 use crate::health::{Condition, Health};
-use crate::http::Snapshot;
 use crate::metrics::Metrics;
 
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
@@ -77,7 +77,7 @@ fn config_reference_is_generated_from_the_keys() {
 /// Metrics with every labelled family holding at least one series, so the exposition shows
 /// each family's labels.
 fn populated_metrics() -> Metrics {
-    let snapshot = Snapshot::default();
+    let snapshot = Answers::default();
     let health = Arc::new(Health::new());
     let metrics = Metrics::new(
         |kind| {
@@ -94,22 +94,19 @@ fn populated_metrics() -> Metrics {
     health.set_ok(Condition::CaughtUp);
     metrics.set_consumer_lag("pizza_orders_avro", 0, 0);
     metrics.http_request("/stores/{id}/wait", 200);
-    snapshot.insert(
-        3,
-        StoreWait {
-            store_id: 3,
-            wait_time_minutes: Some(7),
-            basis: Basis::Prior,
-            open_orders: 0,
-            observations: 0,
-            mean_minutes: None,
-            p50_minutes: None,
-            p90_minutes: None,
-            completions_per_hour: 0.0,
-            cancellation_rate: None,
-            updated_at_ms: None,
-        },
-    );
+    snapshot.publish(StoreWait {
+        store_id: 3,
+        wait_time_minutes: Some(7),
+        basis: Basis::Prior,
+        open_orders: 0,
+        observations: 0,
+        mean_minutes: None,
+        p50_minutes: None,
+        p90_minutes: None,
+        completions_per_hour: 0.0,
+        cancellation_rate: None,
+        updated_at_ms: None,
+    });
     metrics
 }
 

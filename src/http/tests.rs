@@ -11,14 +11,14 @@ use crate::metrics::EventOutcome;
 use crate::metrics::tests::EXPECTED_FAMILIES;
 
 struct Fixture {
-    snapshot: Snapshot,
+    snapshot: Answers,
     health: Arc<Health>,
     metrics: Metrics,
     app: AppState,
 }
 
 fn fixture() -> Fixture {
-    let snapshot = Snapshot::default();
+    let snapshot = Answers::default();
     let health = Arc::new(Health::new());
     let metrics = Metrics::new(
         |k: InputKind| format!("{}_topic", k.as_str()),
@@ -104,7 +104,7 @@ async fn get_(router: &Router, uri: &str) -> Answer {
 #[tokio::test]
 async fn store_wait_answers_every_field() {
     let f = fixture();
-    f.snapshot.insert(42, wait(42));
+    f.snapshot.publish(wait(42));
     let router = router(f.app);
     let a = get_(&router, "/stores/42/wait").await;
     assert_eq!(a.status, StatusCode::OK);
@@ -131,28 +131,22 @@ async fn store_wait_answers_every_field() {
 #[tokio::test]
 async fn prior_and_unknown_values_are_null_not_errors() {
     let f = fixture();
-    f.snapshot.insert(
-        7,
-        StoreWait {
-            basis: Basis::Prior,
-            wait_time_minutes: Some(13),
-            mean_minutes: None,
-            p50_minutes: Some(f64::NAN),
-            p90_minutes: Some(f64::INFINITY),
-            cancellation_rate: None,
-            updated_at_ms: None,
-            ..wait(7)
-        },
-    );
-    f.snapshot.insert(
-        8,
-        StoreWait {
-            basis: Basis::None,
-            wait_time_minutes: None,
-            updated_at_ms: Some(-1),
-            ..wait(8)
-        },
-    );
+    f.snapshot.publish(StoreWait {
+        basis: Basis::Prior,
+        wait_time_minutes: Some(13),
+        mean_minutes: None,
+        p50_minutes: Some(f64::NAN),
+        p90_minutes: Some(f64::INFINITY),
+        cancellation_rate: None,
+        updated_at_ms: None,
+        ..wait(7)
+    });
+    f.snapshot.publish(StoreWait {
+        basis: Basis::None,
+        wait_time_minutes: None,
+        updated_at_ms: Some(-1),
+        ..wait(8)
+    });
     let router = router(f.app);
     let a = get_(&router, "/stores/7/wait").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
@@ -236,7 +230,7 @@ async fn stores_lists_every_store_sorted() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json(), json!([]));
     for id in [9, 1, 5] {
-        f.snapshot.insert(id, wait(id));
+        f.snapshot.publish(wait(id));
     }
     let v = get_(&router, "/stores").await.json();
     let ids: Vec<i64> = v
@@ -302,7 +296,7 @@ async fn ready_is_503_with_reasons_until_every_condition_holds() {
 #[tokio::test]
 async fn metrics_are_openmetrics_with_every_family() {
     let f = fixture();
-    f.snapshot.insert(3, wait(3));
+    f.snapshot.publish(wait(3));
     f.metrics.event(InputKind::Orders, EventOutcome::Applied);
     f.metrics.set_consumer_lag("orders_topic", 0, 1);
     let router = router(f.app);
@@ -588,7 +582,7 @@ mod read_only_surface {
     #[tokio::test]
     async fn every_route_refuses_every_writing_method_with_json_405() {
         let f = fixture();
-        f.snapshot.insert(42, wait(42));
+        f.snapshot.publish(wait(42));
         let router = router(f.app);
         let before = observable(&router).await;
         for uri in ROUTES {
@@ -625,7 +619,7 @@ mod read_only_surface {
     #[tokio::test]
     async fn unknown_paths_that_look_like_admin_endpoints_are_404_for_any_method() {
         let f = fixture();
-        f.snapshot.insert(42, wait(42));
+        f.snapshot.publish(wait(42));
         let router = router(f.app);
         let before = observable(&router).await;
         for uri in [
@@ -650,7 +644,7 @@ mod read_only_surface {
     #[tokio::test]
     async fn query_strings_and_bodies_on_get_change_nothing() {
         let f = fixture();
-        f.snapshot.insert(42, wait(42));
+        f.snapshot.publish(wait(42));
         let router = router(f.app);
         let before = observable(&router).await;
         for uri in ROUTES {
@@ -693,7 +687,7 @@ mod hostile {
         async fn start(limits: HttpLimits) -> Server {
             let f = fixture();
             for id in 1..=3 {
-                f.snapshot.insert(id, wait(id));
+                f.snapshot.publish(wait(id));
             }
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

@@ -245,15 +245,13 @@ impl PriorsLoaded {
     }
 }
 
-/// A sweep expired `count` entries of one kind. Counts
+/// Entries of one kind expired since the last refresh. Counts
 /// `waittimes_expired_orders_total{kind}`; logs at debug (expiry is routine on Datagen data,
 /// where most completions never match an order).
 #[derive(Debug, Clone, Copy)]
 pub struct OrdersExpired {
     pub kind: ExpiryKind,
     pub count: u64,
-    /// The stream time that triggered the sweep.
-    pub stream_time_ms: EventTime,
 }
 
 impl OrdersExpired {
@@ -262,11 +260,6 @@ impl OrdersExpired {
             return;
         }
         metrics.expired(self.kind, self.count);
-        tracing::debug!(
-            kind = self.kind.as_str(),
-            count = self.count,
-            stream_time_ms = self.stream_time_ms,
-            "expired"
-        );
+        tracing::debug!(kind = self.kind.as_str(), count = self.count, "expired");
     }
 }

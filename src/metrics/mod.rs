@@ -4,9 +4,9 @@
 //! Updates are atomics: label sets with a fixed, small domain (input kinds × outcomes, reasons,
 //! sources) are resolved to counter handles once at start, so the consumer thread never hashes
 //! a label set or allocates on its hot path. Per-store gauges and readiness are not kept here
-//! at all: collectors read them from the published [`Snapshot`] and from [`Health`] at scrape
+//! at all: collectors read them from the published [`Answers`] and from [`Health`] at scrape
 //! time, so `/metrics` can never disagree with `/stores` or `/health/ready`, and a store that
-//! disappears from the snapshot disappears from the metrics.
+//! disappears from the answers disappears from the metrics.
 //!
 //! Things that should also be logged have an event type in [`events`] (re-exported here) whose
 //! `emit` counts and logs in one call, rate-limited where a flood is possible.
@@ -31,9 +31,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::answers::Answers;
 use crate::domain::{EventTime, InputKind, StoreId};
 use crate::health::{Condition, Health};
-use crate::http::Snapshot;
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "waittimes";
@@ -302,11 +302,11 @@ impl fmt::Debug for Metrics {
 
 impl Metrics {
     /// Registers every metric. `topic_name` maps each input to its configured topic name (the
-    /// `topic` label); `snapshot` and `health` are read at scrape time for the per-store gauges
+    /// `topic` label); `answers` and `health` are read at scrape time for the per-store gauges
     /// and `waittimes_ready`.
     pub fn new(
         topic_name: impl Fn(InputKind) -> String,
-        snapshot: Snapshot,
+        answers: Answers,
         health: Arc<Health>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
@@ -448,7 +448,7 @@ impl Metrics {
             }),
         );
 
-        registry.register_collector(Box::new(StoreCollector { snapshot }));
+        registry.register_collector(Box::new(StoreCollector { answers }));
         registry.register_collector(Box::new(ReadyCollector {
             health: health.clone(),
         }));
@@ -648,15 +648,15 @@ fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Per-store gauges, read from the snapshot at scrape time.
+/// Per-store gauges, read from the answers at scrape time.
 struct StoreCollector {
-    snapshot: Snapshot,
+    answers: Answers,
 }
 
 impl fmt::Debug for StoreCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreCollector")
-            .field("stores", &self.snapshot.len())
+            .field("stores", &self.answers.len())
             .finish()
     }
 }
@@ -664,12 +664,12 @@ impl fmt::Debug for StoreCollector {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         // Copy out first so no map shard stays locked while text is written.
-        let mut stores: Vec<(StoreId, Option<i32>, u32)> = self
-            .snapshot
+        let stores: Vec<(StoreId, Option<i32>, u32)> = self
+            .answers
+            .sorted()
             .iter()
-            .map(|e| (*e.key(), e.wait_time_minutes, e.observations))
+            .map(|w| (w.store_id, w.wait_time_minutes, w.observations))
             .collect();
-        stores.sort_unstable_by_key(|s| s.0);
 
         let count = i64::try_from(stores.len()).unwrap_or(i64::MAX);
         encoder

@@ -14,8 +14,8 @@ fn topic(kind: InputKind) -> String {
     .to_owned()
 }
 
-fn setup() -> (Metrics, Snapshot, Arc<Health>) {
-    let snapshot = Snapshot::default();
+fn setup() -> (Metrics, Answers, Arc<Health>) {
+    let snapshot = Answers::default();
     let health = Arc::new(Health::new());
     let metrics = Metrics::new(topic, snapshot.clone(), health.clone());
     (metrics, snapshot, health)
@@ -63,7 +63,7 @@ fn families(text: &str) -> Vec<(String, String)> {
 }
 
 /// One update of everything, as the pipeline would do it.
-fn touch_everything(metrics: &Metrics, snapshot: &Snapshot, health: &Health) {
+fn touch_everything(metrics: &Metrics, snapshot: &Answers, health: &Health) {
     health.set_ok(crate::health::Condition::CaughtUp);
     metrics.event(InputKind::Orders, EventOutcome::Applied);
     DeadLettered {
@@ -93,7 +93,6 @@ fn touch_everything(metrics: &Metrics, snapshot: &Snapshot, health: &Health) {
     OrdersExpired {
         kind: ExpiryKind::OpenOrder,
         count: 3,
-        stream_time_ms: 0,
     }
     .emit(metrics);
     EmitFailed {
@@ -114,7 +113,7 @@ fn touch_everything(metrics: &Metrics, snapshot: &Snapshot, health: &Health) {
     }
     .emit(metrics);
     metrics.http_request("/stores/{id}/wait", 200);
-    snapshot.insert(1, store(1, Some(12), 4));
+    snapshot.publish(store(1, Some(12), 4));
 }
 
 /// The metric names as they must render, with their types.
@@ -354,8 +353,8 @@ fn processing_latency_only_while_caught_up() {
 #[test]
 fn store_gauges_follow_the_snapshot() {
     let (metrics, snapshot, _) = setup();
-    snapshot.insert(7, store(7, None, 0));
-    snapshot.insert(2, store(2, Some(20), 3));
+    snapshot.publish(store(7, None, 0));
+    snapshot.publish(store(2, Some(20), 3));
     let text = render(&metrics);
     assert_eq!(sample(&text, "waittimes_stores"), Some(2.0));
     assert_eq!(
@@ -375,7 +374,7 @@ fn store_gauges_follow_the_snapshot() {
     let two = text.find(r#"store_observations{store_id="2"}"#).unwrap();
     let seven = text.find(r#"store_observations{store_id="7"}"#).unwrap();
     assert!(two < seven);
-    snapshot.remove(&2);
+    snapshot.remove(2);
     let text = render(&metrics);
     assert_eq!(
         sample(&text, r#"waittimes_store_wait_time_minutes{store_id="2"}"#),

@@ -1,12 +1,12 @@
 //! The input edge: one consumer thread that owns the state (single writer, no locks on the hot
 //! path). It replays each assigned partition from `now − replay horizon`, decodes, applies,
-//! dead-letters what it cannot use, and publishes changed answers to the snapshot.
+//! dead-letters what it cannot use, and publishes changed answers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -15,17 +15,19 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::domain::{EventTime, InputKind, StoreId};
+use crate::answers::Answers;
+use crate::clock::now_ms;
+use crate::domain::{InputKind, StoreId};
 use crate::health::{Condition, Health};
-use crate::http::Snapshot;
 use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
+use crate::shutdown::Shutdown;
 use crate::state::{Counters, IdHasherBuilder, IdMap, Outcome, State};
 use crate::wire::{DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
 const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the snapshot (HTTP, emitter) is refreshed from the state.
+/// How often the published answers (HTTP, emitter) are refreshed from the state.
 const REFRESH_EVERY: Duration = Duration::from_millis(50);
 /// Records between two reads of the monotonic clock for the refresh (and whenever a poll
 /// comes back empty): at ~1 µs a record this delays a refresh by well under a millisecond.
@@ -42,12 +44,10 @@ pub struct Input {
     pub registry: Arc<Registry>,
     pub runtime: tokio::runtime::Handle,
     pub dead_letters: DeadLetters,
-    pub snapshot: Snapshot,
+    pub answers: Answers,
     pub metrics: Metrics,
     pub health: Arc<Health>,
-    /// Set once every assigned partition reached the end offsets seen at assignment.
-    pub caught_up: Arc<AtomicBool>,
-    pub stop: Arc<AtomicBool>,
+    pub shutdown: Shutdown,
 }
 
 /// Rebalance and client events, recorded in librdkafka's callbacks (which run inside `poll` on
@@ -184,7 +184,14 @@ impl ClientContext for InputContext {
         }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.desired && p.consumer_lag >= 0 {
+                if *partition < 0 {
+                    continue;
+                }
+                // A partition no longer ours keeps no lag series: summed over instances it
+                // would count twice, and alert for a partition nobody owns.
+                if !p.desired {
+                    self.metrics.remove_consumer_lag(topic, *partition);
+                } else if p.consumer_lag >= 0 {
                     self.metrics
                         .set_consumer_lag(topic, *partition, p.consumer_lag);
                 }
@@ -214,6 +221,9 @@ impl ConsumerContext for InputContext {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
                 tracing::info!(partitions = revoked.len(), "partitions revoked");
+                for (topic, partition) in &revoked {
+                    self.metrics.remove_consumer_lag(topic, *partition);
+                }
                 self.push(|p| p.revoked.extend(revoked));
                 if let Err(err) = consumer.unassign() {
                     tracing::error!(error = %err, "unassign failed");
@@ -239,14 +249,13 @@ struct Blocked {
     retry_at: Instant,
 }
 
-/// Runs the consumer loop until `stop` is set. Returns the state for a final publish.
+/// Runs the consumer loop until shutdown. Returns the state for a final publish.
 pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
     let mut targets = Targets::default();
     let mut store_partition: IdMap<StoreId, i32> = IdMap::with_hasher(IdHasherBuilder::random());
     let mut since_clock = 0u32;
     let mut blocked: Vec<Blocked> = Vec::new();
     let mut last_refresh = Instant::now();
-    let mut was_caught_up = false;
     let mut dirty = Vec::new();
     let mut totals = Totals::default();
     let mut counts = EventCounts::default();
@@ -255,7 +264,8 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
     input
         .health
         .set_not_ready(Condition::Assignment, "waiting for a partition assignment");
-    while !input.stop.load(Ordering::Relaxed) {
+    let mut was_caught_up = false;
+    while !input.shutdown.is_triggered() {
         // Drain what is already fetched without blocking; only when the queue is empty, settle
         // what the callbacks recorded and the batched counters, then wait for more.
         let mut polled = consumer.poll(Duration::ZERO);
@@ -301,10 +311,12 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
         if (since_clock >= CLOCK_EVERY || polled_none) && last_refresh.elapsed() >= REFRESH_EVERY {
             since_clock = 0;
             last_refresh = Instant::now();
+            // The answers first, then readiness (which the emitter also goes by): whoever sees
+            // "caught up" finds every record applied and published to HTTP, and whoever sees
+            // "not caught up" knows that nothing has been emitted from the replay yet.
+            refresh(&mut input, &mut dirty, &mut totals, &mut counts);
             prune_caught_up(&consumer, &mut targets);
             let caught_up = targets.is_empty() && !consumer_has_no_assignment(&consumer);
-            // Readiness first, then the emitter's flag: whoever sees "not caught up" in
-            // readiness knows that nothing has been published from the replay yet.
             if caught_up {
                 input.health.set_ok(Condition::CaughtUp);
             } else {
@@ -316,14 +328,10 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                     ),
                 );
             }
-            if caught_up != was_caught_up {
-                was_caught_up = caught_up;
-                input.caught_up.store(caught_up, Ordering::Release);
-                if caught_up {
-                    tracing::info!("caught up with the end offsets seen at assignment");
-                }
+            if caught_up && !was_caught_up {
+                tracing::info!("caught up with the end offsets seen at assignment");
             }
-            refresh(&mut input, &mut dirty, &mut totals, &mut counts);
+            was_caught_up = caught_up;
         }
     }
     refresh(&mut input, &mut dirty, &mut totals, &mut counts);
@@ -357,7 +365,7 @@ fn handle_pending(
             let keep = !gone.contains(partition);
             if !keep {
                 input.state.remove_store(*store);
-                input.snapshot.remove(store);
+                input.answers.remove(*store);
             }
             keep
         });
@@ -477,13 +485,6 @@ impl EventCounts {
             }
         }
     }
-}
-
-fn now_ms() -> EventTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn kind_of(topics: &[(String, InputKind)], topic: &str) -> Option<InputKind> {
@@ -676,14 +677,16 @@ struct Totals {
 impl Totals {
     fn add_deltas(&mut self, metrics: &Metrics, c: &Counters) {
         let delta = |last: &mut u64, now: u64| now.saturating_sub(std::mem::replace(last, now));
-        metrics.expired(
-            ExpiryKind::OpenOrder,
-            delta(&mut self.expired_open, c.expired_open_total),
-        );
-        metrics.expired(
-            ExpiryKind::HeldTerminal,
-            delta(&mut self.expired_held, c.expired_held_total),
-        );
+        metrics::OrdersExpired {
+            kind: ExpiryKind::OpenOrder,
+            count: delta(&mut self.expired_open, c.expired_open_total),
+        }
+        .emit(metrics);
+        metrics::OrdersExpired {
+            kind: ExpiryKind::HeldTerminal,
+            count: delta(&mut self.expired_held, c.expired_held_total),
+        }
+        .emit(metrics);
         let measured = delta(&mut self.measured, c.observations_measured_total);
         metrics.observations(metrics::ObservationSource::Measured, measured);
         let reported = delta(&mut self.reported, c.observations_reported_total);
@@ -691,7 +694,7 @@ impl Totals {
     }
 }
 
-/// Publishes changed answers to the snapshot and the state's gauges to the metrics. The event
+/// Publishes changed answers and the state's gauges to the metrics. The event
 /// counters go first, so whoever sees an answer sees counts that include its records.
 fn refresh(
     input: &mut Input,
@@ -705,10 +708,10 @@ fn refresh(
     for store in dirty.iter() {
         match input.state.answer(*store) {
             Some(answer) => {
-                input.snapshot.insert(*store, answer);
+                input.answers.publish(answer);
             }
             None => {
-                input.snapshot.remove(store);
+                input.answers.remove(*store);
             }
         }
     }

@@ -5,15 +5,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::watch;
 
-use crate::domain::StoreId;
-use crate::http::Snapshot;
+use crate::answers::Answers;
+use crate::domain::{EventTime, StoreId};
+use crate::health::{Condition, Health};
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::wire;
 
 pub struct Emitter {
@@ -21,8 +21,9 @@ pub struct Emitter {
     pub topic: String,
     /// The registry id of the WaitTimes schema under `<topic>-value`.
     pub schema_id: u32,
-    pub snapshot: Snapshot,
-    pub caught_up: Arc<AtomicBool>,
+    pub answers: Answers,
+    /// Nothing is sent while it does not report [`Condition::CaughtUp`].
+    pub health: Arc<Health>,
     pub interval: Duration,
     pub metrics: Metrics,
     /// What the topic holds per store: the priors at start, then what we sent.
@@ -30,14 +31,14 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    /// Ticks until `stop` turns true, then sends the last changes once more.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Ticks until shutdown, then sends the last changes once more.
+    pub async fn run(mut self, shutdown: Shutdown) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.emit_changes().await,
-                _ = stop.changed() => break,
+                _ = shutdown.triggered() => break,
             }
         }
         self.emit_changes().await;
@@ -45,27 +46,25 @@ impl Emitter {
 
     /// Sends every store whose published value differs from what the topic holds.
     pub async fn emit_changes(&mut self) {
-        if !self.caught_up.load(Ordering::Acquire) {
+        if !self.health.is_ok(Condition::CaughtUp) {
             return;
         }
-        let changes: Vec<(StoreId, i32)> = self
-            .snapshot
-            .iter()
-            .filter_map(|e| {
-                let minutes = e.value().wait_time_minutes?;
-                (self.published.get(e.key()) != Some(&minutes)).then_some((*e.key(), minutes))
-            })
+        let changes: Vec<(StoreId, i32, Option<EventTime>)> = self
+            .answers
+            .minutes()
+            .into_iter()
+            .filter(|(store, minutes, _)| self.published.get(store) != Some(minutes))
             .collect();
         if changes.is_empty() {
             return;
         }
         let mut deliveries = Vec::with_capacity(changes.len());
-        for (store, minutes) in changes {
+        for (store, minutes, updated_at_ms) in changes {
             let key = store.to_string();
             let value = wire::encode_wait_times(self.schema_id, store, minutes);
             let record = FutureRecord::to(&self.topic).key(&key).payload(&value);
             match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push((store, minutes, delivery)),
+                Ok(delivery) => deliveries.push((store, minutes, updated_at_ms, delivery)),
                 Err((err, _)) => {
                     crate::metrics::EmitFailed {
                         store_id: store,
@@ -75,10 +74,16 @@ impl Emitter {
                 }
             }
         }
-        for (store, minutes, delivery) in deliveries {
+        for (store, minutes, updated_at_ms, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {
-                    self.metrics.emitted(crate::metrics::EmitOutcome::Sent);
+                    crate::metrics::WaitPublished {
+                        store_id: store,
+                        wait_time_minutes: minutes,
+                        updated_at_ms,
+                        now_ms: crate::clock::now_ms(),
+                    }
+                    .emit(&self.metrics);
                     self.published.insert(store, minutes);
                 }
                 Ok(Err((err, _))) => crate::metrics::EmitFailed {

@@ -33,7 +33,6 @@ async fn a_30_s_network_cut_to_the_broker_loses_nothing() {
     let broker = PrivateBroker::start(BrokerOptions {
         port: Some(port),
         advertised: Some(proxy.addr()),
-        ..Default::default()
     });
     let t = Topics::create_at(&broker.bootstrap(), 2).await;
     // The uncut reference run: the same input, its own group and outputs.

@@ -983,7 +983,7 @@ async fn service_gives_a_live_wait_time(dir: &Scratch, diagnostics: &dyn Fn() ->
         .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(waittimes::pipeline::run_with_listener(
+    let task = tokio::spawn(waittimes::service::run_with_listener(
         config,
         listener,
         async {

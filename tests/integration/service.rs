@@ -82,7 +82,7 @@ impl Topics {
 pub struct Service {
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<waittimes::pipeline::Result<()>>,
+    task: tokio::task::JoinHandle<waittimes::service::Result<()>>,
     client: reqwest::Client,
 }
 
@@ -107,7 +107,7 @@ impl Service {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(waittimes::pipeline::run_with_listener(
+        let task = tokio::spawn(waittimes::service::run_with_listener(
             config,
             listener,
             async {
