@@ -15,6 +15,9 @@ use crate::wire;
 pub enum Error {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The broker rejected our credentials: librdkafka's reason (never the credentials).
+    #[error("kafka: authentication failed: {0}")]
+    KafkaAuth(String),
     #[error("schema registry: {0}")]
     Registry(#[from] wire::Error),
     #[error("priors: {0}")]
