@@ -102,7 +102,7 @@ pub enum DecodeError {
     #[error("schema id {schema_id} cannot be used: {reason}")]
     SchemaUnavailable { schema_id: u32, reason: Arc<str> },
     /// The writer schema cannot be resolved against the reader schema of the topic (another
-    /// record name, a required field missing, a field of an unreadable type).
+    /// input topic's record name, a required field missing, a field of an unreadable type).
     #[error("schema id {schema_id} is not compatible with the reader schema {reader}: {reason}")]
     Incompatible {
         schema_id: u32,

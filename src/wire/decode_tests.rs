@@ -786,7 +786,7 @@ fn every_producers_shape_decodes_to_the_same_event() {
         let d = decoders(&[(id, schema)]);
         assert_eq!(
             d.decode(InputKind::Completed, &framed(id, &body)),
-            Ok(want.clone()),
+            Ok(want),
             "{shape}"
         );
     }
@@ -795,7 +795,7 @@ fn every_producers_shape_decodes_to_the_same_event() {
         if shape != "ksqldb" {
             assert_eq!(
                 reference(COMPLETED, &writer(1, schema), &body),
-                Ok(want.clone()),
+                Ok(want),
                 "{shape}"
             );
         }
