@@ -21,7 +21,8 @@ readonly RIVVEN_SCHEMA_VERSION=0.0.22
 readonly RUST_TOOLCHAIN=1.95.0 # only used when no Rust toolchain is installed at all
 
 # Debian 12 packages the project needs: the bundled librdkafka build (cmake, g++, make,
-# pkg-config and the -dev libraries), the stack installers (python3-pip, curl), and the test and
+# pkg-config and the -dev libraries), the stack installers (python3-pip, curl), the test producer's
+# virtualenv (python3-venv), and the test and
 # benchmark tools (docker-compose for `config -q`, wrk, shellcheck; openssl for the stack's test CA,
 # nginx with its stream module for the registry's TLS and basic-auth front in the security tests).
 # Java 17 and Maven for the broker are checked apart (ensure_java): a machine may have them from
@@ -29,7 +30,7 @@ readonly RUST_TOOLCHAIN=1.95.0 # only used when no Rust toolchain is installed a
 readonly APT_PACKAGES=(
     ca-certificates curl git make cmake g++ pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev
-    python3 python3-pip docker-compose wrk shellcheck
+    python3 python3-pip python3-venv docker-compose wrk shellcheck
     openssl nginx libnginx-mod-stream
 )
 

@@ -18,10 +18,21 @@
 //! UTF-8, as the Avro specification and apache-avro demand: a producer writing garbage into
 //! `status` is broken, and its record is dead-lettered rather than half-trusted.
 //!
-//! Names follow the Avro specification: the writer's top-level record must have the reader's
-//! unqualified name (or one of the reader's aliases), so another topic's schema is rejected even
-//! when it happens to have the same fields; fields are matched by name, then by the reader's
-//! aliases; writer `int` promotes to a reader `long`; a writer union is resolved per record.
+//! Names: the writer's top-level record is matched by its fields, not by its name. Real producers
+//! name it their own way (ksqlDB calls every value record `KsqlDataSourceSchema`, Kafka Connect
+//! uses the connector's or its own `ConnectDefault`, serializers whatever the producer's code
+//! says) and Confluent's deserializers, ksqlDB and Connect read such records by the writer's
+//! schema and take fields by name; the Avro specification's rule (the writer's record must have
+//! the reader's name or alias) would dead-letter a whole producer for a label. One exception
+//! guards against a misrouted topic: a writer record named like another input topic's record
+//! (a `pizza_orders_completed` on the orders topic) is rejected, since its fields alone would
+//! pass. Nested named types keep normal resolution. Fields are matched by exact name, then by
+//! the reader's aliases (the reader schemas alias the upper-case names ksqlDB gives unquoted
+//! columns, `STORE_ID`…); names are otherwise case-sensitive, as in Avro and Confluent's
+//! deserializers. Writer `int` promotes to a reader `long`; a writer union is resolved per
+//! record, so an optional `["null", T]` writer field (ksqlDB makes every column optional) reads
+//! its value, and a null in a field the service needs is that record's dead letter
+//! ([`DecodeError::Invalid`]), not the schema's.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -65,8 +76,6 @@ pub enum Problem {
     BadBoolean(u8),
     #[error("values nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
-    #[error("null, but the reader field is not optional")]
-    NullNotAllowed,
     #[error("union branch {index} holds a {writer_type}, which cannot be read as an integer")]
     UnreadableBranch {
         index: u32,
@@ -93,7 +102,7 @@ pub enum DecodeError {
     #[error("schema id {schema_id} cannot be used: {reason}")]
     SchemaUnavailable { schema_id: u32, reason: Arc<str> },
     /// The writer schema cannot be resolved against the reader schema of the topic (another
-    /// record name, a required field missing, a field of an unreadable type).
+    /// input topic's record name, a required field missing, a field of an unreadable type).
     #[error("schema id {schema_id} is not compatible with the reader schema {reader}: {reason}")]
     Incompatible {
         schema_id: u32,
@@ -284,6 +293,14 @@ fn reader_index(kind: InputKind) -> usize {
     }
 }
 
+/// The unqualified record names of the input topics' reader schemas: a writer record named like
+/// one of them belongs to that topic (the upstream Datagen schemas use these names).
+const INPUT_RECORD_NAMES: [&str; 3] = [
+    "pizza_orders",
+    "pizza_orders_completed",
+    "pizza_orders_cancelled",
+];
+
 // Slot positions in the reader schemas (checked by a test against the .avsc files).
 const STORE_ID: usize = 0;
 const STORE_ORDER_ID: usize = 1;
@@ -296,13 +313,13 @@ static READERS: LazyLock<[Reader; READER_COUNT]> = LazyLock::new(|| {
         Reader::parse(name, text).unwrap_or_else(|e| panic!("embedded reader schema {name}: {e}"))
     };
     [
-        parse("pizza_orders", super::READER_PIZZA_ORDERS),
+        parse(INPUT_RECORD_NAMES[ORDERS], super::READER_PIZZA_ORDERS),
         parse(
-            "pizza_orders_completed",
+            INPUT_RECORD_NAMES[COMPLETED],
             super::READER_PIZZA_ORDERS_COMPLETED,
         ),
         parse(
-            "pizza_orders_cancelled",
+            INPUT_RECORD_NAMES[CANCELLED],
             super::READER_PIZZA_ORDERS_CANCELLED,
         ),
         parse("WaitTimes", super::WAIT_TIMES_SCHEMA),
@@ -317,10 +334,9 @@ static READERS: LazyLock<[Reader; READER_COUNT]> = LazyLock::new(|| {
 enum Branch {
     Int,
     Long,
-    /// A null branch into a nullable reader field.
+    /// A null branch: the slot is `None`. In a field the service needs, the semantic checks
+    /// then dead-letter that record (the schema is fine: other records carry a value).
     SetNone,
-    /// A null branch into a required reader field: a runtime error.
-    NullNotAllowed,
     /// A branch of a type that cannot be read as the reader's type: a runtime error.
     Unreadable(&'static str),
 }
@@ -361,8 +377,7 @@ fn branch_for(node: &Node, ty: ReaderTy) -> Branch {
     match node {
         Node::Int => Branch::Int,
         Node::Long if ty.long => Branch::Long,
-        Node::Null if ty.nullable => Branch::SetNone,
-        Node::Null => Branch::NullNotAllowed,
+        Node::Null => Branch::SetNone,
         other => Branch::Unreadable(other.type_name()),
     }
 }
@@ -382,10 +397,15 @@ impl Plan {
                 g.node(g.root).type_name()
             ));
         };
+        // Matched by its fields whatever its name (see the module doc), unless it bears the name
+        // of another input topic's record: then the topic is misrouted.
         let wsimple = simple_name(wname);
-        if wsimple != reader.name && !reader.aliases.iter().any(|a| a == wsimple) {
+        if wsimple != reader.name
+            && !reader.aliases.iter().any(|a| a == wsimple)
+            && INPUT_RECORD_NAMES.contains(&wsimple)
+        {
             return Err(format!(
-                "the writer's record is named {wname}, the reader expects {}",
+                "the writer's record is named {wname}, the record of another input topic (the reader expects {})",
                 reader.name
             ));
         }
@@ -409,8 +429,18 @@ impl Plan {
                 }
                 (None, Some(default)) => init[slot] = default,
                 (None, None) => {
+                    let near = wfields
+                        .iter()
+                        .find(|wf| wf.name.eq_ignore_ascii_case(&rf.name))
+                        .map(|wf| {
+                            format!(
+                                "; the writer has {}, but Avro field names are case-sensitive",
+                                wf.name
+                            )
+                        })
+                        .unwrap_or_default();
                     return Err(format!(
-                        "missing field {} (the writer schema has no such field and the reader has no default)",
+                        "missing field {} (the writer schema has no such field and the reader has no default{near})",
                         rf.name
                     ));
                 }
@@ -437,10 +467,13 @@ impl Plan {
                                 .iter()
                                 .map(|b| branch_for(g.node(*b), rf.ty))
                                 .collect();
-                            if !branches
-                                .iter()
-                                .any(|b| matches!(b, Branch::Int | Branch::Long | Branch::SetNone))
-                            {
+                            // some branch must give what the reader takes: a value, or a null
+                            // when the reader field is optional
+                            if !branches.iter().any(|b| match b {
+                                Branch::Int | Branch::Long => true,
+                                Branch::SetNone => rf.ty.nullable,
+                                Branch::Unreadable(_) => false,
+                            }) {
                                 return Err(incompatible());
                             }
                             Op::Union {
@@ -451,8 +484,8 @@ impl Plan {
                         other => match branch_for(other, rf.ty) {
                             Branch::Int => Op::Int(*slot),
                             Branch::Long => Op::Long(*slot),
-                            Branch::SetNone => Op::SetNone(*slot),
-                            Branch::NullNotAllowed | Branch::Unreadable(_) => {
+                            Branch::SetNone if rf.ty.nullable => Op::SetNone(*slot),
+                            Branch::SetNone | Branch::Unreadable(_) => {
                                 return Err(incompatible());
                             }
                         },
@@ -660,7 +693,6 @@ impl Cursor<'_> {
             Branch::Int => self.int().map(|v| Some(i64::from(v))),
             Branch::Long => self.long().map(Some),
             Branch::SetNone => Ok(None),
-            Branch::NullNotAllowed => Err(Problem::NullNotAllowed),
             Branch::Unreadable(writer_type) => Err(Problem::UnreadableBranch {
                 index: index as u32,
                 writer_type,
@@ -998,7 +1030,10 @@ fn int_field(slots: &Slots, slot: usize, name: &str) -> Result<i32, DecodeError>
     match slots[slot] {
         Some(v) => i32::try_from(v)
             .map_err(|_| DecodeError::Invalid(format!("{name} {v} does not fit in 32 bits"))),
-        None => Err(DecodeError::Invalid(format!("{name} is missing"))),
+        // a required slot is always fed by a writer field (else no plan): None is a null value
+        None => Err(DecodeError::Invalid(format!(
+            "{name} is null (the writer's schema makes it optional), but every record needs one"
+        ))),
     }
 }
 

@@ -621,6 +621,339 @@ fn a_reader_alias_admits_another_record_name() {
     assert_eq!(plan.run(1, &[4, 6]).unwrap()[..2], [Some(2), Some(3)]);
 }
 
+// ---------------------------------------------------------------------------------------------
+// writer schemas as real producers register them
+
+/// `pizza_orders_completed` as Confluent Cloud's Datagen connector registers it through Kafka
+/// Connect's AvroConverter: the `ksql` namespace, `connect.*` properties on the record and on
+/// logical types, the generator's `arg.properties` gone.
+const CONNECT_DATAGEN_COMPLETED: &str = r#"{"type":"record","name":"pizza_orders_completed","namespace":"ksql","fields":[
+    {"name":"store_id","type":"int"},
+    {"name":"store_order_id","type":"int"},
+    {"name":"date","type":{"type":"int","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Date","logicalType":"date"}},
+    {"name":"status","type":"string"},
+    {"name":"rack_time_secs","type":"int"},
+    {"name":"order_delivery_time_secs","type":"int"}],
+  "connect.name":"ksql.pizza_orders_completed"}"#;
+
+/// A Connect record whose schema has no name (a JDBC source, an SMT): AvroData names it
+/// `io.confluent.connect.avro.ConnectDefault`; optional fields are `["null", T]` with a null
+/// default, defaults are repeated as `connect.default`, docs and enums go to
+/// `connect.parameters`.
+const CONNECT_DEFAULT_COMPLETED: &str = r#"{"type":"record","name":"ConnectDefault","namespace":"io.confluent.connect.avro","fields":[
+    {"name":"store_id","type":{"type":"int","connect.doc":"the store","connect.default":0},"default":0},
+    {"name":"store_order_id","type":"int"},
+    {"name":"status","type":{"type":"string","connect.parameters":{"io.confluent.connect.avro.Enum":"Status","io.confluent.connect.avro.Enum.completed":"completed"},"connect.name":"Status"}},
+    {"name":"rack_time_secs","type":["null","int"],"default":null},
+    {"name":"order_delivery_time_secs","type":["null",{"type":"int","connect.version":2}],"default":null}],
+  "connect.version":3,"connect.parameters":{"source":"orders-db"},"connect.name":"io.confluent.connect.avro.ConnectDefault"}"#;
+
+/// What ksqlDB writes for `CREATE STREAM ... WITH (VALUE_FORMAT='AVRO') AS SELECT ...` over
+/// columns declared unquoted: every value record is `KsqlDataSourceSchema`, every column is
+/// optional and upper-case.
+const KSQL_COMPLETED: &str = r#"{"type":"record","name":"KsqlDataSourceSchema","namespace":"io.confluent.ksql.avro_schemas","fields":[
+    {"name":"STORE_ID","type":["null","int"],"default":null},
+    {"name":"STORE_ORDER_ID","type":["null","int"],"default":null},
+    {"name":"DATE","type":["null",{"type":"int","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Date","logicalType":"date"}],"default":null},
+    {"name":"STATUS","type":["null","string"],"default":null},
+    {"name":"RACK_TIME_SECS","type":["null","int"],"default":null},
+    {"name":"ORDER_DELIVERY_TIME_SECS","type":["null","int"],"default":null}],
+  "connect.name":"io.confluent.ksql.avro_schemas.KsqlDataSourceSchema"}"#;
+
+/// The same over a stream whose columns keep the topic's lower-case names (schema inference).
+const KSQL_LOWER_COMPLETED: &str = r#"{"type":"record","name":"KsqlDataSourceSchema","namespace":"io.confluent.ksql.avro_schemas","fields":[
+    {"name":"store_id","type":["null","int"],"default":null},
+    {"name":"store_order_id","type":["null","int"],"default":null},
+    {"name":"rack_time_secs","type":["null","int"],"default":null},
+    {"name":"order_delivery_time_secs","type":["null","int"],"default":null}],
+  "connect.name":"io.confluent.ksql.avro_schemas.KsqlDataSourceSchema"}"#;
+
+/// A Python producer's schema for Confluent's AvroSerializer, `json.dumps` of a dict: its own
+/// record name, no namespace, keys in the dict's order, a null default first in the union.
+const PYTHON_DICT_COMPLETED: &str = r#"{"name": "OrderCompleted", "type": "record", "fields": [{"name": "store_id", "type": "int"}, {"name": "store_order_id", "type": "int"}, {"name": "rack_time_secs", "type": ["null", "int"], "default": null}, {"name": "order_delivery_time_secs", "type": "int", "doc": "seconds"}]}"#;
+
+/// A namespaced record of another name, with a nested named type (skipped by normal
+/// resolution).
+const NAMESPACED_COMPLETED: &str = r#"{"type":"record","name":"Completion","namespace":"com.example.kitchen.v2","fields":[
+    {"name":"kitchen","type":{"type":"record","name":"Kitchen","fields":[{"name":"oven","type":"int"},{"name":"line","type":{"type":"enum","name":"Line","symbols":["A","B"]}}]}},
+    {"name":"store_id","type":"int"},
+    {"name":"store_order_id","type":"int"},
+    {"name":"rack_time_secs","type":["int","null"],"default":0},
+    {"name":"order_delivery_time_secs","type":["null","int"],"default":null}]}"#;
+
+/// `(schema, body)` of store 4's order 1200, racked 150 s, delivered in 1300 s, in every shape.
+fn producer_shapes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let u = |i, v| Value::Union(i, Box::new(v));
+    vec![
+        (
+            "connect datagen",
+            CONNECT_DATAGEN_COMPLETED,
+            avro(
+                CONNECT_DATAGEN_COMPLETED,
+                vec![
+                    ("store_id", Value::Int(4)),
+                    ("store_order_id", Value::Int(1200)),
+                    ("date", Value::Date(18_500)),
+                    ("status", Value::String("completed".into())),
+                    ("rack_time_secs", Value::Int(150)),
+                    ("order_delivery_time_secs", Value::Int(1300)),
+                ],
+            ),
+        ),
+        (
+            "connect default",
+            CONNECT_DEFAULT_COMPLETED,
+            avro(
+                CONNECT_DEFAULT_COMPLETED,
+                vec![
+                    ("store_id", Value::Int(4)),
+                    ("store_order_id", Value::Int(1200)),
+                    ("status", Value::String("completed".into())),
+                    ("rack_time_secs", u(1, Value::Int(150))),
+                    ("order_delivery_time_secs", u(1, Value::Int(1300))),
+                ],
+            ),
+        ),
+        (
+            "ksqldb",
+            KSQL_COMPLETED,
+            avro(
+                KSQL_COMPLETED,
+                vec![
+                    ("STORE_ID", u(1, Value::Int(4))),
+                    ("STORE_ORDER_ID", u(1, Value::Int(1200))),
+                    ("DATE", u(0, Value::Null)),
+                    ("STATUS", u(1, Value::String("completed".into()))),
+                    ("RACK_TIME_SECS", u(1, Value::Int(150))),
+                    ("ORDER_DELIVERY_TIME_SECS", u(1, Value::Int(1300))),
+                ],
+            ),
+        ),
+        (
+            "ksqldb lower-case",
+            KSQL_LOWER_COMPLETED,
+            avro(
+                KSQL_LOWER_COMPLETED,
+                vec![
+                    ("store_id", u(1, Value::Int(4))),
+                    ("store_order_id", u(1, Value::Int(1200))),
+                    ("rack_time_secs", u(1, Value::Int(150))),
+                    ("order_delivery_time_secs", u(1, Value::Int(1300))),
+                ],
+            ),
+        ),
+        (
+            "python dict",
+            PYTHON_DICT_COMPLETED,
+            avro(
+                PYTHON_DICT_COMPLETED,
+                vec![
+                    ("store_id", Value::Int(4)),
+                    ("store_order_id", Value::Int(1200)),
+                    ("rack_time_secs", u(1, Value::Int(150))),
+                    ("order_delivery_time_secs", Value::Int(1300)),
+                ],
+            ),
+        ),
+        (
+            "namespaced",
+            NAMESPACED_COMPLETED,
+            avro(
+                NAMESPACED_COMPLETED,
+                vec![
+                    (
+                        "kitchen",
+                        Value::Record(vec![
+                            ("oven".into(), Value::Int(2)),
+                            ("line".into(), Value::Enum(1, "B".into())),
+                        ]),
+                    ),
+                    ("store_id", Value::Int(4)),
+                    ("store_order_id", Value::Int(1200)),
+                    ("rack_time_secs", u(0, Value::Int(150))),
+                    ("order_delivery_time_secs", u(1, Value::Int(1300))),
+                ],
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn every_producers_shape_decodes_to_the_same_event() {
+    let want = completed(4, 1200, Some(150), Some(1300));
+    for (i, (shape, schema, body)) in producer_shapes().into_iter().enumerate() {
+        let id = 40 + i as u32;
+        let d = decoders(&[(id, schema)]);
+        assert_eq!(
+            d.decode(InputKind::Completed, &framed(id, &body)),
+            Ok(want),
+            "{shape}"
+        );
+    }
+    // apache-avro, which resolves by field names only, agrees where the names are ours
+    for (shape, schema, body) in producer_shapes() {
+        if shape != "ksqldb" {
+            assert_eq!(
+                reference(COMPLETED, &writer(1, schema), &body),
+                Ok(want),
+                "{shape}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ksqldb_orders_and_cancellations_decode_too() {
+    let orders = r#"{"type":"record","name":"KsqlDataSourceSchema","namespace":"io.confluent.ksql.avro_schemas","fields":[
+        {"name":"STORE_ID","type":["null","int"],"default":null},
+        {"name":"STORE_ORDER_ID","type":["null","int"],"default":null},
+        {"name":"COUPON_CODE","type":["null","int"],"default":null},
+        {"name":"ORDER_LINES","type":["null",{"type":"array","items":["null",{"type":"record","name":"KsqlDataSourceSchema_ORDER_LINES","fields":[
+            {"name":"PRODUCT_ID","type":["null","int"],"default":null},
+            {"name":"NET_PRICE","type":["null","double"],"default":null}]}]}],"default":null}],
+      "connect.name":"io.confluent.ksql.avro_schemas.KsqlDataSourceSchema"}"#;
+    let u = |i, v| Value::Union(i, Box::new(v));
+    let line = Value::Record(vec![
+        ("PRODUCT_ID".into(), u(1, Value::Int(66))),
+        ("NET_PRICE".into(), u(1, Value::Double(18.78))),
+    ]);
+    let body = avro(
+        orders,
+        vec![
+            ("STORE_ID", u(1, Value::Int(9))),
+            ("STORE_ORDER_ID", u(1, Value::Int(77))),
+            ("COUPON_CODE", u(0, Value::Null)),
+            (
+                "ORDER_LINES",
+                u(1, Value::Array(vec![u(1, line), u(0, Value::Null)])),
+            ),
+        ],
+    );
+    let d = decoders(&[(50, orders)]);
+    let placed = OrderPlaced {
+        store_id: 9,
+        store_order_id: 77,
+    };
+    assert_eq!(
+        d.decode(InputKind::Orders, &framed(50, &body)),
+        Ok(OrderEvent::Placed(placed))
+    );
+    // the same record on the cancelled topic is a cancellation: nothing in the name says no
+    assert_eq!(
+        d.decode(InputKind::Cancelled, &framed(50, &body)),
+        Ok(OrderEvent::Cancelled(OrderCancelled {
+            store_id: 9,
+            store_order_id: 77
+        }))
+    );
+}
+
+#[test]
+fn a_null_where_a_value_is_needed_dead_letters_that_record_only() {
+    let d = decoders(&[(51, KSQL_COMPLETED)]);
+    let u = |i, v| Value::Union(i, Box::new(v));
+    let rec = |store: Value, order: Value, rack: Value| {
+        framed(
+            51,
+            &avro(
+                KSQL_COMPLETED,
+                vec![
+                    ("STORE_ID", store),
+                    ("STORE_ORDER_ID", order),
+                    ("DATE", u(0, Value::Null)),
+                    ("STATUS", u(0, Value::Null)),
+                    ("RACK_TIME_SECS", rack),
+                    ("ORDER_DELIVERY_TIME_SECS", u(0, Value::Null)),
+                ],
+            ),
+        )
+    };
+    for (field, payload) in [
+        (
+            "store_id",
+            rec(u(0, Value::Null), u(1, Value::Int(5)), u(0, Value::Null)),
+        ),
+        (
+            "store_order_id",
+            rec(u(1, Value::Int(5)), u(0, Value::Null), u(0, Value::Null)),
+        ),
+    ] {
+        let err = d.decode(InputKind::Completed, &payload).unwrap_err();
+        assert_eq!(err.reason(), "invalid_value", "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("{field} is null")),
+            "{err}"
+        );
+    }
+    // null optional durations are just unknown, and the next record of the schema reads
+    assert_eq!(
+        d.decode(
+            InputKind::Completed,
+            &rec(u(1, Value::Int(5)), u(1, Value::Int(6)), u(0, Value::Null))
+        ),
+        Ok(completed(5, 6, None, None))
+    );
+    assert_eq!(
+        d.decode(
+            InputKind::Completed,
+            &rec(
+                u(1, Value::Int(5)),
+                u(1, Value::Int(6)),
+                u(1, Value::Int(7))
+            )
+        ),
+        Ok(completed(5, 6, Some(7), None))
+    );
+}
+
+#[test]
+fn another_name_and_a_missing_field_is_still_incompatible() {
+    // named otherwise and without store_order_id: no field to read it from, no default
+    let text = r#"{"type":"record","name":"KsqlDataSourceSchema","namespace":"io.confluent.ksql.avro_schemas","fields":[
+        {"name":"STORE_ID","type":["null","int"],"default":null},
+        {"name":"STATUS","type":["null","string"],"default":null}]}"#;
+    let d = decoders(&[(52, text)]);
+    let err = d
+        .decode(InputKind::Orders, &framed(52, &[2, 8, 0]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "schema id 52 is not compatible with the reader schema pizza_orders: missing field store_order_id (the writer schema has no such field and the reader has no default)"
+    );
+    assert_eq!(err.reason(), "incompatible_schema");
+    // a name that differs only in case is not the field: Avro names are case-sensitive, and
+    // the message says so
+    let text = r#"{"type":"record","name":"Order","namespace":"com.example","fields":[
+        {"name":"Store_Id","type":"int"},{"name":"store_order_id","type":"int"}]}"#;
+    let d = decoders(&[(53, text)]);
+    let err = d
+        .decode(InputKind::Orders, &framed(53, &[2, 4]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "schema id 53 is not compatible with the reader schema pizza_orders: missing field store_id (the writer schema has no such field and the reader has no default; the writer has Store_Id, but Avro field names are case-sensitive)"
+    );
+}
+
+#[test]
+fn the_input_record_names_are_the_upstream_ones() {
+    for (i, text) in [
+        UPSTREAM_PIZZA_ORDERS,
+        UPSTREAM_PIZZA_ORDERS_COMPLETED,
+        UPSTREAM_PIZZA_ORDERS_CANCELLED,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = writer(1, text).record_name().map(str::to_string);
+        assert_eq!(
+            name.as_deref().map(simple_name),
+            Some(INPUT_RECORD_NAMES[i])
+        );
+        assert_eq!(READERS[i].name, INPUT_RECORD_NAMES[i]);
+    }
+}
+
 #[test]
 fn a_non_record_writer_schema_is_incompatible() {
     let d = decoders(&[(14, r#""string""#)]);
@@ -727,21 +1060,24 @@ fn unions_resolve_per_record() {
         reference(COMPLETED, &w, &body),
         Ok(completed(3, 9, Some(100), None))
     );
-    // null into a required field
+    // null into a required field: that record's dead letter, a value out of range
     let body = rec(
         u(1, Value::Null),
         u(2, Value::Int(9)),
         u(0, Value::Null),
         u(0, Value::Int(5)),
     );
-    let (field, problem) = malformed(
-        d.decode(InputKind::Completed, &framed(17, &body))
-            .unwrap_err(),
-    );
+    let err = d
+        .decode(InputKind::Completed, &framed(17, &body))
+        .unwrap_err();
     assert_eq!(
-        (field.as_str(), problem),
-        ("store_id", Problem::NullNotAllowed)
+        err,
+        DecodeError::Invalid(
+            "store_id is null (the writer's schema makes it optional), but every record needs one"
+                .into()
+        )
     );
+    assert_eq!(err.reason(), "invalid_value");
     assert!(reference(COMPLETED, &w, &body).is_err());
     // a string branch where an int is wanted
     let body = rec(

@@ -10,6 +10,7 @@ mod common;
 mod datagen;
 mod faults;
 mod poison;
+mod producers;
 mod proxy;
 mod recovery;
 mod replay;
