@@ -31,7 +31,7 @@ impl Error {
     /// propagating, a read may time out. The registry refusing a schema is not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kafka(_) | Error::Priors(_) => true,
+            Error::Kafka(_) | Error::KafkaAuth(_) | Error::Priors(_) => true,
             Error::Registry(e) => e.is_transient(),
             Error::Thread(_) => false,
         }
