@@ -50,10 +50,6 @@ impl Answers {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -96,6 +92,5 @@ mod tests {
         assert!(a.remove(3));
         assert!(!a.remove(3));
         assert_eq!(reader.get(3), None);
-        assert!(!reader.is_empty());
     }
 }

@@ -185,6 +185,7 @@ impl Health {
         self.publish(&state, was_ready);
     }
 
+    #[cfg(test)]
     pub fn is_shutting_down(&self) -> bool {
         self.lock().shutting_down
     }

@@ -106,10 +106,6 @@ impl AppState {
         self.limits = limits;
         self
     }
-
-    pub fn limits(&self) -> &HttpLimits {
-        &self.limits
-    }
 }
 
 /// Errors of the HTTP boundary.

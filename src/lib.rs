@@ -3,20 +3,20 @@
 //! Data flows one way: [`config`] → [`pipeline`] input → [`wire`] decode → [`state`] (pure) →
 //! outputs ([`pipeline`] emitter and dead letters, [`http`], [`metrics`]).
 
-pub mod answers;
+pub(crate) mod answers;
 pub mod bench;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod datagen;
 pub mod domain;
-pub mod health;
-pub mod http;
-pub mod metrics;
-pub mod pipeline;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod metrics;
+pub(crate) mod pipeline;
 pub mod probe;
 #[cfg(test)]
 mod readme_sync;
 pub mod service;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod state;
 pub mod wire;

@@ -487,6 +487,7 @@ impl Metrics {
     }
 
     /// The configured name of an input topic (the `topic` label).
+    #[cfg(test)]
     pub fn topic(&self, kind: InputKind) -> &str {
         &self.inner.topics[kind as usize]
     }
@@ -494,6 +495,7 @@ impl Metrics {
     /// Counts one consumed record. Hot path: one relaxed atomic add.
     ///
     /// For dead letters emit [`DeadLettered`] instead, which counts the record here too.
+    #[cfg(test)]
     pub fn event(&self, kind: InputKind, outcome: EventOutcome) {
         self.inner.events_by_kind[kind as usize][outcome as usize].inc();
     }
@@ -505,6 +507,7 @@ impl Metrics {
 
     /// Counts a record of a topic that is not one of the three inputs (e.g. the output topic
     /// read for priors). Hashes the label set: not for the hot path.
+    #[cfg(test)]
     pub fn event_on_topic(&self, topic: &str, outcome: EventOutcome) {
         self.events_counter(topic, outcome).inc();
     }
@@ -542,6 +545,7 @@ impl Metrics {
     }
 
     /// Counts one wait observation.
+    #[cfg(test)]
     pub fn observation(&self, source: ObservationSource) {
         self.inner.observations[source as usize].inc();
     }
@@ -572,6 +576,7 @@ impl Metrics {
     }
 
     /// Drops every lag series (on losing the whole assignment).
+    #[cfg(test)]
     pub fn clear_consumer_lag(&self) {
         self.inner.consumer_lag.clear();
     }

@@ -184,14 +184,7 @@ impl ClientContext for InputContext {
         }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition < 0 {
-                    continue;
-                }
-                // A partition no longer ours keeps no lag series: summed over instances it
-                // would count twice, and alert for a partition nobody owns.
-                if !p.desired {
-                    self.metrics.remove_consumer_lag(topic, *partition);
-                } else if p.consumer_lag >= 0 {
+                if *partition >= 0 && p.desired && p.consumer_lag >= 0 {
                     self.metrics
                         .set_consumer_lag(topic, *partition, p.consumer_lag);
                 }
@@ -221,6 +214,8 @@ impl ConsumerContext for InputContext {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
                 tracing::info!(partitions = revoked.len(), "partitions revoked");
+                // A partition no longer ours keeps no lag series: summed over instances it
+                // would count twice, and alert for a partition nobody owns.
                 for (topic, partition) in &revoked {
                     self.metrics.remove_consumer_lag(topic, *partition);
                 }

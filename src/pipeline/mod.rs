@@ -38,8 +38,6 @@ impl Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// The input consumer: the group, replay positions set by the rebalance callback, statistics
 /// for lag and broker health, and fetch sizes that keep a fast broker busy. Every default here
 /// can be overridden under `[kafka.properties]`.
