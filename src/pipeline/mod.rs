@@ -157,7 +157,7 @@ async fn start(
     snapshot: &Snapshot,
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Running> {
-    let registry = Arc::new(Registry::new(registry_settings(config))?);
+    let registry = Arc::new(Registry::new(config.registry_settings())?);
     let producer: FutureProducer = config.producer_config().create()?;
     let topics = &config.topics;
 
@@ -297,19 +297,6 @@ where
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
-    }
-}
-
-/// The registry client's settings from the configuration.
-fn registry_settings(config: &Config) -> wire::RegistrySettings {
-    let sr = config.schema_registry();
-    wire::RegistrySettings {
-        urls: sr.urls,
-        basic_auth: sr
-            .basic_auth
-            .map(|a| (a.username, a.password.expose().to_string())),
-        timeout: sr.timeout,
-        ca_location: sr.ca_location,
     }
 }
 
