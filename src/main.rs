@@ -33,11 +33,23 @@ enum Command {
     },
     /// Generate order events: a replica of the workshop's Datagen connectors, or a coherent
     /// simulated chain.
+    ///
+    /// Connects as `run` does: the same --config file (WAITTIMES_CONFIG) and
+    /// WAITTIMES__SECTION__KEY variables, flags over both.
+    #[command(after_long_help = waittimes::config::reference_text())]
     Datagen(waittimes::datagen::DatagenArgs),
     /// Seed the wait-times topic with the workshop's stale values (values only, no key).
+    ///
+    /// Connects as `run` does: the same --config file (WAITTIMES_CONFIG) and
+    /// WAITTIMES__SECTION__KEY variables, flags over both.
+    #[command(after_long_help = waittimes::config::reference_text())]
     SeedPriors(waittimes::datagen::SeedPriorsArgs),
     /// Measure throughput, latency, memory and HTTP against a running broker and registry, and
     /// print a Markdown table (see BENCHMARKS.md).
+    ///
+    /// Connects as `run` does: the same --config file (WAITTIMES_CONFIG) and
+    /// WAITTIMES__SECTION__KEY variables, flags over both.
+    #[command(after_long_help = waittimes::config::reference_text())]
     Bench(waittimes::bench::BenchArgs),
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig {

@@ -160,7 +160,7 @@ async fn start(
     answers: &Answers,
     shutdown: &Shutdown,
 ) -> Result<Running> {
-    let registry = Arc::new(Registry::new(registry_settings(config))?);
+    let registry = Arc::new(Registry::new(config.registry_settings())?);
     let producer: FutureProducer = config.producer_config().create()?;
     let schema_id = register_output_schema(config, health, &registry).await?;
     let priors = load_priors(config, health, metrics, &registry).await?;
@@ -379,19 +379,6 @@ where
                 return Err(err.into());
             }
         }
-    }
-}
-
-/// The registry client's settings from the configuration.
-fn registry_settings(config: &Config) -> wire::RegistrySettings {
-    let sr = config.schema_registry();
-    wire::RegistrySettings {
-        urls: sr.urls,
-        basic_auth: sr
-            .basic_auth
-            .map(|a| (a.username, a.password.expose().to_string())),
-        timeout: sr.timeout,
-        ca_location: sr.ca_location,
     }
 }
 

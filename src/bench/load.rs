@@ -15,10 +15,11 @@ use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
 };
 
-use super::{BenchArgs, Error, PROBE_BASE, Result, Topics, base_client, now_ms};
+use super::{BenchArgs, Error, PROBE_BASE, Result, Topics, now_ms};
+use crate::config::Config;
 use crate::datagen::{self, Sim, SimConfig, Templates};
 use crate::domain::InputKind;
-use crate::wire::{self, Registry, RegistrySettings, UpstreamRecord};
+use crate::wire::{self, Registry, UpstreamRecord};
 
 /// A header on every record of the steady load (and its probes), so the delivery-floor consumer
 /// times those and nothing else: Tansu's high watermark can trail the log's end (a 50,000-record
@@ -35,10 +36,6 @@ fn load_headers() -> OwnedHeaders {
 
 /// How long the raw consumer may see no record before it gives up.
 const STALL: Duration = Duration::from_secs(60);
-
-pub(super) fn admin_config(bootstrap: &str) -> ClientConfig {
-    base_client(bootstrap)
-}
 
 /// Creates `topics` (existing ones are fine).
 pub(super) async fn create_topics(
@@ -67,11 +64,16 @@ pub(super) async fn create_topics(
 
 /// Step 1: the coherent simulation, as fast as the producer goes (`waittimes datagen --mode
 /// sim --speed 0 --rate 0 --count N`), in process.
-pub(super) async fn preload(args: &BenchArgs, topics: &Topics) -> Result<datagen::Summary> {
+pub(super) async fn preload(
+    args: &BenchArgs,
+    config: &Config,
+    topics: &Topics,
+) -> Result<datagen::Summary> {
     let datagen_args = datagen::DatagenArgs {
         connection: datagen::ConnectionArgs {
-            bootstrap_servers: args.bootstrap.clone(),
-            schema_registry: args.schema_registry.clone(),
+            config: None,
+            bootstrap_servers: None,
+            schema_registry: None,
             schema_registry_username: None,
             schema_registry_password: None,
             properties: Vec::new(),
@@ -79,11 +81,7 @@ pub(super) async fn preload(args: &BenchArgs, topics: &Topics) -> Result<datagen
             partitions: 3,
             replication_factor: -1,
         },
-        topics: datagen::InputTopicArgs {
-            orders_topic: topics.orders.clone(),
-            completed_topic: topics.completed.clone(),
-            cancelled_topic: topics.cancelled.clone(),
-        },
+        topics: datagen::InputTopicArgs::default(),
         mode: datagen::Mode::Sim,
         rate: 0.0,
         count: Some(args.events),
@@ -95,7 +93,11 @@ pub(super) async fn preload(args: &BenchArgs, topics: &Topics) -> Result<datagen
         speed: 0.0,
         truth: None,
     };
-    let summary = datagen::run(datagen_args).await?;
+    let mut config = config.clone();
+    config.topics.orders = topics.orders.clone();
+    config.topics.completed = topics.completed.clone();
+    config.topics.cancelled = topics.cancelled.clone();
+    let summary = datagen::run_with_config(&config, datagen_args).await?;
     if summary.interrupted || summary.events() != args.events {
         return Err(Error::Failed(format!(
             "preload delivered {} of {} events",
@@ -159,11 +161,8 @@ pub(super) async fn raw_consume(
 }
 
 /// Schema ids of the three upstream schemas under the run's subjects.
-pub(super) async fn schema_ids(registry_url: &str, topics: &Topics) -> Result<[u32; 3]> {
-    let registry = Registry::new(RegistrySettings {
-        urls: vec![registry_url.to_string()],
-        ..RegistrySettings::default()
-    })?;
+pub(super) async fn schema_ids(config: &Config, topics: &Topics) -> Result<[u32; 3]> {
+    let registry = Registry::new(config.registry_settings())?;
     let mut ids = [0u32; 3];
     for (i, kind) in InputKind::ALL.into_iter().enumerate() {
         let subject = format!("{}-value", topics.inputs()[i]);
@@ -174,8 +173,8 @@ pub(super) async fn schema_ids(registry_url: &str, topics: &Topics) -> Result<[u
     Ok(ids)
 }
 
-fn producer_config(bootstrap: &str, linger_ms: &str) -> ClientConfig {
-    let mut c = base_client(bootstrap);
+fn producer_config(config: &Config, linger_ms: &str) -> ClientConfig {
+    let mut c = config.producer_config();
     c.set("linger.ms", linger_ms)
         .set("batch.num.messages", "100000")
         .set("queue.buffering.max.messages", "1000000")
@@ -235,7 +234,7 @@ pub(super) struct Probe {
 /// Steady load: the simulated mix at `rate` events/s for `duration`, stamped with the wall
 /// clock at send time, plus one probe every `probe_every` (if any). Returns events sent.
 pub(super) struct Steady {
-    pub bootstrap: String,
+    pub config: Config,
     pub topics: Topics,
     pub schema_ids: [u32; 3],
     pub stores: u32,
@@ -253,13 +252,14 @@ impl Steady {
     /// The steady load `args` asks for, without probes, with a stop flag of its own.
     pub(super) fn new(
         args: &super::BenchArgs,
+        config: &Config,
         topics: &Topics,
         schema_ids: [u32; 3],
         duration: Duration,
         next_probe: i32,
     ) -> Self {
         Self {
-            bootstrap: args.bootstrap.clone(),
+            config: config.clone(),
             topics: topics.clone(),
             schema_ids,
             stores: args.stores,
@@ -275,7 +275,7 @@ impl Steady {
 
     pub(super) fn run(self, acks: Arc<Acks>) -> Result<(u64, i32)> {
         let producer: ThreadedProducer<ArcAcks> =
-            producer_config(&self.bootstrap, &self.linger_ms.to_string())
+            producer_config(&self.config, &self.linger_ms.to_string())
                 .create_with_context(ArcAcks(acks))?;
         let templates = Arc::new(Templates::upstream().map_err(datagen::Error::from)?);
         let sim = Sim::new(
@@ -361,7 +361,7 @@ impl Steady {
 /// Produces orders `first..first + n` that stay open: store `1 + i % stores`, order ids
 /// counting up per store.
 pub(super) fn open_orders(
-    bootstrap: &str,
+    config: &Config,
     topic: &str,
     schema_id: u32,
     stores: u32,
@@ -369,7 +369,7 @@ pub(super) fn open_orders(
     n: u64,
 ) -> Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> =
-        producer_config(bootstrap, "10").create()?;
+        producer_config(config, "10").create()?;
     let ts = now_ms();
     let date = (ts / 86_400_000) as i32;
     let line = [wire::OrderLine {

@@ -26,8 +26,7 @@ mod wrk;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::ClientConfig;
-
+use crate::config::{Config, EnvVars, Overrides};
 use crate::wire;
 
 pub use report::Report;
@@ -89,20 +88,23 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 900)]
     pub peer_timeout: u64,
 
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
+    /// The TOML configuration file of `waittimes run`: the bench's clients, the registry and
+    /// the service under test connect as it says (`client.properties`, `schema.properties`,
+    /// WAITTIMES__SECTION__KEY variables over it, as for `run`); topics, group and listen
+    /// address are the bench's own.
+    #[arg(long, short, env = "WAITTIMES_CONFIG")]
+    pub config: Option<PathBuf>,
 
-    /// Schema Registry URL.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub schema_registry: String,
+    /// Kafka bootstrap servers; overrides kafka.bootstrap_servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP")]
+    pub bootstrap: Option<String>,
 
-    /// A librdkafka property for the service's clients and the raw consumer (repeatable),
-    /// e.g. `-X fetch.min.bytes=1000000`.
+    /// Schema Registry URL; overrides schema_registry.url.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry: Option<String>,
+
+    /// A librdkafka property over the config's, for every client of the bench and the service
+    /// (repeatable), e.g. `-X fetch.min.bytes=1000000`.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
 
@@ -141,6 +143,32 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl BenchArgs {
+    /// The connection flags as config overrides (also handed to the service under test).
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        if let Some(b) = &self.bootstrap {
+            o.set("kafka.bootstrap_servers", "--bootstrap", b.as_str());
+        }
+        if let Some(u) = &self.schema_registry {
+            o.set("schema_registry.url", "--schema-registry", u.as_str());
+        }
+        for (k, v) in &self.properties {
+            o.kafka_property(k, &format!("-X {k}"), v.as_str());
+        }
+        o
+    }
+
+    /// `--config`, the environment and the flags: what every client of the run connects with.
+    pub fn load_config(&self) -> Result<Config> {
+        Ok(Config::load_with_overrides(
+            self.config.as_deref(),
+            EnvVars::process(),
+            &self.overrides(),
+        )?)
+    }
+}
 
 /// The topic names of one run: fresh, so runs never see each other's records.
 #[derive(Debug, Clone)]
@@ -209,11 +237,13 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
             "--http-connections must be at least --http-threads (wrk gives each thread one)".into(),
         ));
     }
+    let config = args.load_config()?;
+    config.log_warnings();
     let started = Instant::now();
     let mut report = Report::new(&args);
     let run_id = format!("bench_{}_{}", now_ms(), std::process::id());
     let topics = Topics::new(&run_id);
-    let admin = load::admin_config(&args.bootstrap);
+    let admin = config.admin_config();
     load::create_topics(&admin, &topics.all(), 3).await?;
 
     // 1. Preload.
@@ -221,7 +251,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         "1/7 preloading {} simulated events ({} stores) into {}_*",
         args.events, args.stores, run_id
     ));
-    let preload = load::preload(&args, &topics).await?;
+    let preload = load::preload(&args, &config, &topics).await?;
     say(format!(
         "    {} events in {:.1}s ({:.0}/s)",
         preload.events(),
@@ -234,7 +264,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     // 2. Raw consume rate with the pipeline's client config, and with fetch.min.bytes raised.
     let work = tempdir(&run_id)?;
     let service_cfg =
-        service::ServiceConfig::new(&args, &topics, &format!("{run_id}_service"), &work);
+        service::ServiceConfig::new(&args, &config, &topics, &format!("{run_id}_service"));
     let base = service_cfg.consumer_config()?;
     say("2/7 raw consume, the service's consumer config");
     let raw = load::raw_consume(base.clone(), &topics, total, &format!("{run_id}_raw1")).await?;
@@ -252,7 +282,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
 
     // 3. The service over the same records.
     say("3/7 the service (waittimes run) over the same records");
-    let watcher = watch::OutputWatcher::start(&args.bootstrap, &topics.wait_times, &run_id)?;
+    let watcher = watch::OutputWatcher::start(&config, &topics.wait_times, &run_id)?;
     let mut svc = service::Service::spawn(&service_cfg, &work.join("service.log"))?;
     let e2e = svc.replay(total, &watcher).await;
     let e2e = match e2e {
@@ -274,7 +304,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         report.peer = peer::Outcome::Skipped("--skip-peer".into());
     } else {
         say("7/7 the Quix Streams peer over the same input (runs now, on the preload only)");
-        report.peer = peer::run(&args, &topics, total, &run_id).await;
+        report.peer = peer::run(&args, &config, &topics, total, &run_id).await;
         say(format!("    {}", report.peer.describe()));
     }
 
@@ -325,7 +355,8 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     ));
     let mem_topics = Topics::new(&format!("{run_id}_mem"));
     load::create_topics(&admin, &mem_topics.all(), 3).await?;
-    let mem_cfg = service::ServiceConfig::new(&args, &mem_topics, &format!("{run_id}_mem"), &work);
+    let mem_cfg =
+        service::ServiceConfig::new(&args, &config, &mem_topics, &format!("{run_id}_mem"));
     let mut mem_svc = service::Service::spawn(&mem_cfg, &work.join("service-mem.log"))?;
     let mem = mem_svc.memory(&args, &mem_topics).await;
     mem_svc.stop().await;
@@ -352,11 +383,4 @@ fn tempdir(run_id: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("waittimes-{run_id}"));
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     Ok(dir)
-}
-
-/// A client config pointing at the bench's broker.
-fn base_client(bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
-    c
 }

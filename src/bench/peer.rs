@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::{BenchArgs, Topics};
+use crate::config::Config;
 
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -50,8 +51,15 @@ fn peer_dir() -> Option<PathBuf> {
         .find(|d| d.join("run.sh").is_file())
 }
 
-/// Runs the peer to `total` events over the preloaded topics.
-pub(super) async fn run(args: &BenchArgs, topics: &Topics, total: u64, run_id: &str) -> Outcome {
+/// Runs the peer to `total` events over the preloaded topics. The peer takes a bootstrap list
+/// and one registry URL, no security settings: it runs against a plain local stack only.
+pub(super) async fn run(
+    args: &BenchArgs,
+    config: &Config,
+    topics: &Topics,
+    total: u64,
+    run_id: &str,
+) -> Outcome {
     let Some(dir) = peer_dir() else {
         return Outcome::Skipped(
             "bench/peers/quix/run.sh not found (set WAITTIMES_QUIX_DIR or run from the repository)"
@@ -59,16 +67,28 @@ pub(super) async fn run(args: &BenchArgs, topics: &Topics, total: u64, run_id: &
         );
     };
     let args = args.clone();
+    let bootstrap = config.bootstrap_servers();
+    let registry = config.schema_registry().urls.join(",");
     let topics = topics.clone();
     let run_id = run_id.to_string();
-    tokio::task::spawn_blocking(move || run_blocking(&dir, &args, &topics, total, &run_id))
-        .await
-        .unwrap_or_else(|e| Outcome::Failed(format!("peer thread: {e}")))
+    tokio::task::spawn_blocking(move || {
+        run_blocking(
+            &dir,
+            &args,
+            [&bootstrap, &registry],
+            &topics,
+            total,
+            &run_id,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| Outcome::Failed(format!("peer thread: {e}")))
 }
 
 fn run_blocking(
     dir: &std::path::Path,
     args: &BenchArgs,
+    [bootstrap, registry]: [&str; 2],
     topics: &Topics,
     total: u64,
     run_id: &str,
@@ -86,9 +106,9 @@ fn run_blocking(
     let out = Command::new(dir.join("run.sh"))
         .args([
             "--bootstrap",
-            &args.bootstrap,
+            bootstrap,
             "--schema-registry",
-            &args.schema_registry,
+            registry,
             "--expect",
             &total.to_string(),
             "--input",

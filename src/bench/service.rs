@@ -26,53 +26,67 @@ const POLL: Duration = Duration::from_millis(10);
 /// Probe period during the steady load.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 
-/// A generated configuration file for one service instance.
+/// One service instance's configuration: the bench's `--config` file and environment, the
+/// bench's connection flags, and the instance's own topics, group and port over them, handed
+/// to the child as `WAITTIMES__*` variables.
 pub(super) struct ServiceConfig {
-    pub path: PathBuf,
     pub port: u16,
-    text: String,
+    file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    /// The bench's clients' view of the same connection (with this instance's topics).
+    pub client: Config,
 }
 
 impl ServiceConfig {
-    pub(super) fn new(args: &BenchArgs, topics: &Topics, group: &str, dir: &Path) -> ServiceConfig {
+    pub(super) fn new(
+        args: &BenchArgs,
+        config: &Config,
+        topics: &Topics,
+        group: &str,
+    ) -> ServiceConfig {
         let port = free_port().unwrap_or(18_080);
-        let q = |s: &str| format!("{s:?}");
-        let mut text = format!(
-            "[kafka]\nbootstrap_servers = {}\ngroup_id = {}\n\n[kafka.properties]\n",
-            q(&args.bootstrap),
-            q(group)
-        );
-        for (k, v) in &args.properties {
-            text.push_str(&format!("{} = {}\n", q(k), q(v)));
+        let mut o = args.overrides();
+        let emit = humantime::format_duration(args.emit_interval).to_string();
+        let listen = format!("127.0.0.1:{port}");
+        for (key, value) in [
+            ("kafka.group_id", group),
+            ("topics.orders", topics.orders.as_str()),
+            ("topics.completed", topics.completed.as_str()),
+            ("topics.cancelled", topics.cancelled.as_str()),
+            ("topics.wait_times", topics.wait_times.as_str()),
+            ("topics.dead_letter", topics.dead_letter.as_str()),
+            // Read everything preloaded, whatever its (simulated) timestamps.
+            ("state.replay_horizon", "100000h"),
+            ("output.emit_interval", emit.as_str()),
+            ("http.listen", listen.as_str()),
+            ("log.level", "warn"),
+        ] {
+            o.set(key, "bench", value);
         }
-        text.push_str(&format!(
-            "\n[schema_registry]\nurl = {}\n\n[topics]\norders = {}\ncompleted = {}\n\
-             cancelled = {}\nwait_times = {}\ndead_letter = {}\n\n[state]\n\
-             # Read everything preloaded, whatever its (simulated) timestamps.\n\
-             replay_horizon = \"100000h\"\n\n[output]\nemit_interval = {}\n\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\n\n[log]\nlevel = \"warn\"\n",
-            q(&args.schema_registry),
-            q(&topics.orders),
-            q(&topics.completed),
-            q(&topics.cancelled),
-            q(&topics.wait_times),
-            q(&topics.dead_letter),
-            q(&humantime::format_duration(args.emit_interval).to_string()),
-        ));
-        let path = dir.join(format!("{group}.toml"));
-        ServiceConfig { path, port, text }
+        let mut client = config.clone();
+        client.kafka.group_id = group.to_owned();
+        client.topics.orders = topics.orders.clone();
+        client.topics.completed = topics.completed.clone();
+        client.topics.cancelled = topics.cancelled.clone();
+        client.topics.wait_times = topics.wait_times.clone();
+        client.topics.dead_letter = topics.dead_letter.clone();
+        ServiceConfig {
+            port,
+            file: args.config.clone(),
+            env: o.env_vars(),
+            client,
+        }
     }
 
-    fn write(&self) -> Result<()> {
-        std::fs::write(&self.path, &self.text)
-            .map_err(Error::io(format!("writing {}", self.path.display())))
+    /// The environment the service sees: the bench's own, then this instance's overrides.
+    fn env(&self) -> EnvVars {
+        let own = EnvVars::process();
+        EnvVars::from_vars(own.vars().iter().chain(&self.env).cloned())
     }
 
-    /// The pipeline's input consumer config for this file (what the raw consumer uses).
+    /// The pipeline's input consumer config for this instance (what the raw consumer uses).
     pub(super) fn consumer_config(&self) -> Result<ClientConfig> {
-        self.write()?;
-        let none: [(String, String); 0] = [];
-        let config = Config::load_with_env(Some(&self.path), EnvVars::from_vars(none))?;
+        let config = Config::load_with_env(self.file.as_deref(), self.env())?;
         Ok(crate::pipeline::input_consumer_config(&config))
     }
 }
@@ -161,30 +175,26 @@ pub(super) struct Service {
     port: u16,
     http: reqwest::Client,
     next_probe: i32,
+    /// What the bench's own clients connect with.
+    client: Config,
 }
 
 impl Service {
     pub(super) fn spawn(cfg: &ServiceConfig, log: &Path) -> Result<Service> {
-        cfg.write()?;
         let exe = std::env::current_exe().map_err(Error::io("locating the waittimes binary"))?;
         let log_file =
             std::fs::File::create(log).map_err(Error::io(format!("creating {}", log.display())))?;
         let mut cmd = Command::new(exe);
         cmd.arg("run")
-            .arg("--config")
-            .arg(&cfg.path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
-        // The generated file is the whole configuration.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy()
-                .to_ascii_uppercase()
-                .starts_with("WAITTIMES_")
-            {
-                cmd.env_remove(k);
-            }
+        cmd.env_remove("WAITTIMES_CONFIG");
+        if let Some(file) = &cfg.file {
+            cmd.arg("--config").arg(file);
         }
+        // Set last, so they win over the bench's own environment.
+        cmd.envs(cfg.env.iter().map(|(k, v)| (k, v)));
         cmd.env_remove("RUST_LOG");
         let child = cmd.spawn().map_err(Error::io("starting waittimes run"))?;
         let http = reqwest::Client::builder()
@@ -193,6 +203,7 @@ impl Service {
         Ok(Service {
             child,
             port: cfg.port,
+            client: cfg.client.clone(),
             http,
             next_probe: load::first_probe(),
         })
@@ -335,7 +346,7 @@ impl Service {
         watcher: &OutputWatcher,
         floor: Option<FloorConsumer>,
     ) -> Result<SteadyResult> {
-        let ids = load::schema_ids(&args.schema_registry, topics).await?;
+        let ids = load::schema_ids(&self.client, topics).await?;
         let before = histogram(
             &self.metrics().await?,
             "waittimes_processing_latency_seconds",
@@ -345,7 +356,7 @@ impl Service {
         let steady = Steady {
             probe_every: Some(PROBE_EVERY),
             probes: probes.clone(),
-            ..Steady::new(args, topics, ids, duration, self.next_probe)
+            ..Steady::new(args, &self.client, topics, ids, duration, self.next_probe)
         };
         let acks = Arc::new(Acks::default());
         let acks_in = acks.clone();
@@ -411,12 +422,12 @@ impl Service {
         args: &BenchArgs,
         topics: &Topics,
     ) -> Result<HttpResult> {
-        let ids = load::schema_ids(&args.schema_registry, topics).await?;
+        let ids = load::schema_ids(&self.client, topics).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let duration = Duration::from_secs(args.http_seconds + 2);
         let steady = Steady {
             stop: stop.clone(),
-            ..Steady::new(args, topics, ids, duration, self.next_probe)
+            ..Steady::new(args, &self.client, topics, ids, duration, self.next_probe)
         };
         let before = metric_sum(&self.metrics().await?, "waittimes_events_total");
         let t0 = Instant::now();
@@ -445,7 +456,7 @@ impl Service {
             .rss_bytes()
             .ok_or_else(|| Error::Failed("cannot read the service's VmRSS".into()))?;
         say(format!("    idle RSS {:.1} MiB", idle as f64 / 1048576.0));
-        let ids = load::schema_ids(&args.schema_registry, topics).await?;
+        let ids = load::schema_ids(&self.client, topics).await?;
         // Two halves: the first also pays librdkafka's fetch buffers and the allocator's growth,
         // which do not scale with the open orders; the second half's RSS growth is what each
         // further open order costs.
@@ -453,10 +464,9 @@ impl Service {
         let mut rss = Vec::with_capacity(2);
         let mut open = 0;
         for (first_id, n) in [(0, half), (half, args.open_orders - half)] {
-            let (bootstrap, topic, stores) =
-                (args.bootstrap.clone(), topics.orders.clone(), args.stores);
+            let (client, topic, stores) = (self.client.clone(), topics.orders.clone(), args.stores);
             tokio::task::spawn_blocking(move || {
-                load::open_orders(&bootstrap, &topic, ids[0], stores, first_id, n)
+                load::open_orders(&client, &topic, ids[0], stores, first_id, n)
             })
             .await
             .map_err(|e| Error::Failed(format!("open-orders producer: {e}")))??;

@@ -11,7 +11,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{PROBE_BASE, Result, base_client, now_ms};
+use super::{PROBE_BASE, Result, now_ms};
+use crate::config::Config;
 
 #[derive(Default)]
 pub(super) struct Seen {
@@ -30,8 +31,8 @@ pub(super) struct OutputWatcher {
 }
 
 impl OutputWatcher {
-    pub(super) fn start(bootstrap: &str, topic: &str, run_id: &str) -> Result<OutputWatcher> {
-        let mut c = base_client(bootstrap);
+    pub(super) fn start(config: &Config, topic: &str, run_id: &str) -> Result<OutputWatcher> {
+        let mut c = config.consumer_config();
         c.set("group.id", format!("{run_id}_watch"))
             .set("enable.auto.commit", "false")
             // Latency matters here, not throughput: answer fetches at once.

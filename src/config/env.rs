@@ -117,7 +117,7 @@ impl Provider for EnvVars {
     }
 }
 
-fn insert(dict: &mut Dict, path: &[String], value: Value) -> Result<(), ()> {
+pub(super) fn insert(dict: &mut Dict, path: &[String], value: Value) -> Result<(), ()> {
     match path {
         [] => Err(()),
         [last] => {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use figment::{Figment, Metadata, Profile, Source};
 
-use super::env;
 use super::secret::is_secret_key;
+use super::{env, overrides};
 
 /// A configuration error. Messages name the key and where its value came from, and never
 /// contain a secret.
@@ -236,6 +236,9 @@ fn describe_metadata(md: &Metadata, path: &[impl AsRef<str>]) -> String {
         Some(Source::File(p)) => format!("in config file `{}`", p.display()),
         _ if md.name == env::ENV_SOURCE_NAME => {
             format!("from env {}", md.interpolate(&Profile::Default, path))
+        }
+        _ if md.name == overrides::FLAG_SOURCE_NAME => {
+            format!("from flag {}", md.interpolate(&Profile::Default, path))
         }
         Some(other) => format!("in {} {other}", md.name),
         None => format!("in {}", md.name),

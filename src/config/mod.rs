@@ -17,6 +17,7 @@ mod env;
 mod error;
 mod kafka;
 mod keys;
+mod overrides;
 mod properties;
 mod registry;
 mod secret;
@@ -40,6 +41,7 @@ pub use env::{ENV_PREFIX, EnvVars, env_var_for};
 pub use error::Error;
 pub use kafka::{KafkaProperties, set_if_absent};
 pub use keys::{KEYS, KeyDoc, reference_markdown, reference_text};
+pub use overrides::Overrides;
 pub use registry::{BasicAuth, SchemaRegistry};
 pub use secret::{REDACTED, Secret, is_secret_key};
 
@@ -348,6 +350,15 @@ impl Config {
         Self::load_from(Self::figment(path, env)?)
     }
 
+    /// Like [`Config::load_with_env`], with a subcommand's flags over the file and `env`.
+    pub fn load_with_overrides(
+        path: Option<&Path>,
+        env: EnvVars,
+        flags: &Overrides,
+    ) -> Result<Self, Error> {
+        Self::load_from(Self::figment(path, env)?.merge(flags.clone()))
+    }
+
     /// The figment [`Config::load_with_env`] extracts from: the TOML file (read and syntax-checked
     /// now) merged with `env`.
     pub fn figment(path: Option<&Path>, env: EnvVars) -> Result<Figment, Error> {
@@ -543,6 +554,19 @@ impl Config {
             basic_auth: username.map(|username| BasicAuth { username, password }),
             timeout: self.schema_registry.timeout,
             ca_location,
+        }
+    }
+
+    /// The registry client's settings: [`Config::schema_registry`] in the client's terms.
+    pub fn registry_settings(&self) -> crate::wire::RegistrySettings {
+        let sr = self.schema_registry();
+        crate::wire::RegistrySettings {
+            urls: sr.urls,
+            basic_auth: sr
+                .basic_auth
+                .map(|a| (a.username, a.password.expose().to_string())),
+            timeout: sr.timeout,
+            ca_location: sr.ca_location,
         }
     }
 

@@ -1322,3 +1322,122 @@ fn shipped_confluent_cloud_toml() {
         Some("other:9092")
     );
 }
+
+// ---- command-line overrides (datagen, seed-priors, bench) ------------------------------------
+
+/// The workshop's two files named from the TOML, an environment variable and flags: flags beat
+/// the environment, which beats the file; what no flag sets (SASL, the registry's auth and CA)
+/// still comes from the files.
+#[test]
+fn flags_override_the_file_and_the_environment() {
+    let dir = scratch_dir("flags");
+    write(&dir, "client.properties", PYTHON_CLIENT_PROPERTIES);
+    let ca = write(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    write(
+        &dir,
+        "schema.properties",
+        &format!(
+            "schema.registry.url=https://sr.example.com\nbasic.auth.credentials.source=USER_INFO\n\
+             basic.auth.user.info=SRKEY:SRSECRET\nschema.registry.ssl.ca.location={}\n",
+            ca.display()
+        ),
+    );
+    let path = write(
+        &dir,
+        "c.toml",
+        "[kafka]\nclient_properties = \"client.properties\"\n\
+         [kafka.properties]\n\"linger.ms\" = 25\n\"acks\" = \"1\"\n\
+         [schema_registry]\nproperties_file = \"schema.properties\"\n\
+         [topics]\norders = \"o_file\"\ncompleted = \"c_file\"\n",
+    );
+    let mut flags = Overrides::new();
+    flags
+        .set(
+            "kafka.bootstrap_servers",
+            "--bootstrap-servers",
+            "flag:9092",
+        )
+        .kafka_property("linger.ms", "-X linger.ms", "50")
+        .set("topics.completed", "--completed-topic", "c_flag");
+    let environment = env(&[
+        ("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", "env:9092"),
+        ("WAITTIMES__KAFKA__PROPERTIES__ACKS", "all"),
+        ("WAITTIMES__TOPICS__COMPLETED", "c_env"),
+    ]);
+    let c = ok(Config::load_with_overrides(
+        Some(&path),
+        environment,
+        &flags,
+    ));
+    let producer = c.producer_config();
+    assert_eq!(producer.get("bootstrap.servers"), Some("flag:9092"));
+    assert_eq!(producer.get("linger.ms"), Some("50"), "flag over file");
+    assert_eq!(producer.get("acks"), Some("all"), "env over file");
+    assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
+    assert_eq!(producer.get("sasl.username"), Some("CLUSTERKEY"));
+    assert_eq!(c.admin_config().get("sasl.password"), Some("CLUSTERSECRET"));
+    assert_eq!(
+        c.topics.inputs(),
+        ["o_file", "c_flag", "pizza_orders_cancelled_avro"]
+    );
+    let sr = c.registry_settings();
+    assert_eq!(sr.urls, vec!["https://sr.example.com"]);
+    assert_eq!(sr.basic_auth, Some(("SRKEY".into(), "SRSECRET".into())));
+    assert_eq!(sr.ca_location, Some(ca));
+
+    // Without the flags the environment wins over the file.
+    let environment = env(&[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", "env:9092")]);
+    let c = ok(Config::load_with_overrides(
+        Some(&path),
+        environment,
+        &Overrides::new(),
+    ));
+    assert_eq!(c.bootstrap_servers(), "env:9092");
+}
+
+/// A bad flag value fails like a bad file value: the key, and the flag it came from.
+#[test]
+fn a_bad_flag_is_named() {
+    let mut flags = Overrides::new();
+    flags.kafka_property("session.timeout.ms", "-X session.timeout.ms", "soon");
+    let e = err(Config::load_with_overrides(None, no_env(), &flags));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("session.timeout.ms") && msg.contains("from flag -X session.timeout.ms"),
+        "{msg}"
+    );
+    let mut flags = Overrides::new();
+    flags.set("state.window", "--window", "forever");
+    let e = err(Config::load_with_overrides(None, no_env(), &flags));
+    assert_eq!(e.key(), Some("state.window"), "{e}");
+    assert!(e.to_string().contains("from flag --window"), "{e}");
+}
+
+/// What a child process gets in place of the flags.
+#[test]
+fn overrides_as_environment_variables() {
+    let mut flags = Overrides::new();
+    flags
+        .set("kafka.bootstrap_servers", "--bootstrap", "b:1")
+        .kafka_property("fetch.min.bytes", "-X fetch.min.bytes", "1000")
+        .set("kafka.bootstrap_servers", "--bootstrap", "b:2");
+    assert_eq!(
+        flags.env_vars(),
+        vec![
+            (
+                "WAITTIMES__KAFKA__PROPERTIES__FETCH_MIN_BYTES".to_string(),
+                "1000".to_string()
+            ),
+            (
+                "WAITTIMES__KAFKA__BOOTSTRAP_SERVERS".to_string(),
+                "b:2".to_string()
+            ),
+        ]
+    );
+    let c = ok(Config::load_with_env(
+        None,
+        EnvVars::from_vars(flags.env_vars()),
+    ));
+    assert_eq!(c.bootstrap_servers(), "b:2");
+    assert_eq!(c.consumer_config().get("fetch.min.bytes"), Some("1000"));
+}

@@ -36,8 +36,9 @@ use rdkafka::producer::{
 };
 use rdkafka::util::Timeout;
 
+use crate::config::{self, Config, EnvVars, Overrides, set_if_absent};
 use crate::domain::{EventTime, InputKind};
-use crate::wire::{self, Registry, RegistrySettings};
+use crate::wire::{self, Registry};
 
 pub use pace::{RateLimiter, SimClock};
 pub use record::{Record, TemplateError, Templates};
@@ -65,39 +66,37 @@ const SLEEP_SLICE: Duration = Duration::from_millis(100);
 /// Plain progress lines when stderr is not a terminal.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Where to produce and register.
+/// Where to produce and register: the configuration `waittimes run` reads, flags over it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectionArgs {
-    /// Kafka bootstrap servers (host:port, comma-separated).
-    #[arg(
-        long,
-        env = "WAITTIMES__KAFKA__BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub bootstrap_servers: String,
+    /// The TOML configuration file of `waittimes run` (see `waittimes run --help`): its [kafka]
+    /// and [schema_registry] keys, the `client.properties` / `schema.properties` files they name
+    /// (registry CA and basic auth included) and its [topics]. WAITTIMES__SECTION__KEY variables
+    /// override it, as for `run`; the flags below override both.
+    #[arg(long, short, env = "WAITTIMES_CONFIG")]
+    pub config: Option<PathBuf>,
 
-    /// Schema Registry URL (comma-separated for several).
-    #[arg(
-        long,
-        env = "WAITTIMES__SCHEMA_REGISTRY__URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub schema_registry: String,
+    /// Kafka bootstrap servers (host:port, comma-separated); overrides kafka.bootstrap_servers
+    /// (default 127.0.0.1:9092).
+    #[arg(long)]
+    pub bootstrap_servers: Option<String>,
 
-    /// Schema Registry basic-auth user (API key).
-    #[arg(long, env = "WAITTIMES__SCHEMA_REGISTRY__USERNAME")]
+    /// Schema Registry URL (comma-separated for several); overrides schema_registry.url
+    /// (default http://127.0.0.1:8081).
+    #[arg(long)]
+    pub schema_registry: Option<String>,
+
+    /// Schema Registry basic-auth user (API key); overrides schema_registry.username.
+    #[arg(long)]
     pub schema_registry_username: Option<String>,
 
-    /// Schema Registry basic-auth password (API secret).
-    #[arg(
-        long,
-        env = "WAITTIMES__SCHEMA_REGISTRY__PASSWORD",
-        hide_env_values = true
-    )]
+    /// Schema Registry basic-auth password (API secret); overrides schema_registry.password
+    /// (WAITTIMES__SCHEMA_REGISTRY__PASSWORD keeps it off the command line).
+    #[arg(long)]
     pub schema_registry_password: Option<String>,
 
-    /// A librdkafka property for the producer, overriding the defaults (repeatable), e.g.
-    /// `-X security.protocol=SASL_SSL -X compression.codec=zstd`.
+    /// A librdkafka property (repeatable) over the config's Kafka properties and the producer's
+    /// defaults, e.g. `-X security.protocol=SASL_SSL -X compression.codec=zstd`.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
 
@@ -114,42 +113,98 @@ pub struct ConnectionArgs {
     pub replication_factor: i32,
 }
 
-/// The three input topics.
-#[derive(Debug, Clone, clap::Args)]
+impl ConnectionArgs {
+    /// The connection flags as config overrides.
+    pub fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        let flags = [
+            (
+                "kafka.bootstrap_servers",
+                "--bootstrap-servers",
+                &self.bootstrap_servers,
+            ),
+            (
+                "schema_registry.url",
+                "--schema-registry",
+                &self.schema_registry,
+            ),
+            (
+                "schema_registry.username",
+                "--schema-registry-username",
+                &self.schema_registry_username,
+            ),
+            (
+                "schema_registry.password",
+                "--schema-registry-password",
+                &self.schema_registry_password,
+            ),
+        ];
+        for (key, flag, value) in flags {
+            if let Some(v) = value {
+                o.set(key, flag, v.as_str());
+            }
+        }
+        for (k, v) in &self.properties {
+            o.kafka_property(k, &format!("-X {k}"), v.as_str());
+        }
+        o
+    }
+
+    /// Loads `--config` with the process environment over it and `flags` over both.
+    pub fn load_config(&self, flags: &Overrides) -> Result<Config, config::Error> {
+        self.load_config_with_env(EnvVars::process(), flags)
+    }
+
+    /// [`ConnectionArgs::load_config`] with an explicit environment (for tests).
+    pub fn load_config_with_env(
+        &self,
+        env: EnvVars,
+        flags: &Overrides,
+    ) -> Result<Config, config::Error> {
+        let mut all = self.overrides();
+        all.extend(flags);
+        Config::load_with_overrides(self.config.as_deref(), env, &all)
+    }
+}
+
+/// The three input topics; each flag overrides its `topics.*` key.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct InputTopicArgs {
-    /// Topic of placed orders.
-    #[arg(
-        long,
-        env = "WAITTIMES__TOPICS__ORDERS",
-        default_value = "pizza_orders_avro"
-    )]
-    pub orders_topic: String,
+    /// Topic of placed orders (default: topics.orders, pizza_orders_avro).
+    #[arg(long)]
+    pub orders_topic: Option<String>,
 
-    /// Topic of completed orders.
-    #[arg(
-        long,
-        env = "WAITTIMES__TOPICS__COMPLETED",
-        default_value = "pizza_orders_completed_avro"
-    )]
-    pub completed_topic: String,
+    /// Topic of completed orders (default: topics.completed, pizza_orders_completed_avro).
+    #[arg(long)]
+    pub completed_topic: Option<String>,
 
-    /// Topic of cancelled orders.
-    #[arg(
-        long,
-        env = "WAITTIMES__TOPICS__CANCELLED",
-        default_value = "pizza_orders_cancelled_avro"
-    )]
-    pub cancelled_topic: String,
+    /// Topic of cancelled orders (default: topics.cancelled, pizza_orders_cancelled_avro).
+    #[arg(long)]
+    pub cancelled_topic: Option<String>,
 }
 
 impl InputTopicArgs {
-    /// Topic names indexed like [`InputKind::ALL`].
-    fn names(&self) -> [String; 3] {
-        [
-            self.orders_topic.clone(),
-            self.completed_topic.clone(),
-            self.cancelled_topic.clone(),
-        ]
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        let flags = [
+            ("topics.orders", "--orders-topic", &self.orders_topic),
+            (
+                "topics.completed",
+                "--completed-topic",
+                &self.completed_topic,
+            ),
+            (
+                "topics.cancelled",
+                "--cancelled-topic",
+                &self.cancelled_topic,
+            ),
+        ];
+        for (key, flag, value) in flags {
+            if let Some(v) = value {
+                o.set(key, flag, v.as_str());
+            }
+        }
+        o
     }
 }
 
@@ -210,10 +265,12 @@ pub struct DatagenArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub stores: u32,
 
-    /// Sim mode: simulated start time, RFC 3339 (`2024-03-01T11:00:00Z`) or ms since the epoch
-    /// (default: now). The profile's rushes are UTC hours. Record timestamps are simulated
-    /// time, so a fast run writes timestamps ahead of the wall clock: start in the past if the
-    /// broker limits future timestamps (`message.timestamp.after.max.ms`).
+    /// Sim mode: simulated start time, RFC 3339 (`2024-03-01T11:00:00Z`) or ms since the epoch.
+    /// The profile's rushes are UTC hours. Records are stamped with simulated time, and Kafka
+    /// refuses timestamps more than `message.timestamp.after.max.ms` (1 h by default) ahead of
+    /// its clock. Default: a run bounded by --duration (speed × duration) or --count starts
+    /// early enough to end by now; an unbounded one starts now, and at --speed above 1 needs
+    /// topics that accept future timestamps (--create-topics creates them so).
     #[arg(long, value_parser = parse_start)]
     pub start: Option<EventTime>,
 
@@ -234,13 +291,31 @@ pub struct SeedPriorsArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// The wait-times topic.
-    #[arg(
-        long,
-        env = "WAITTIMES__TOPICS__WAIT_TIMES",
-        default_value = "waittimes_avro"
-    )]
-    pub wait_times_topic: String,
+    /// The wait-times topic (default: topics.wait_times, waittimes_avro).
+    #[arg(long)]
+    pub wait_times_topic: Option<String>,
+}
+
+impl SeedPriorsArgs {
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        if let Some(t) = &self.wait_times_topic {
+            o.set("topics.wait_times", "--wait-times-topic", t.as_str());
+        }
+        o
+    }
+
+    /// The configuration with every flag applied.
+    pub fn config(&self) -> Result<Config, config::Error> {
+        self.connection.load_config(&self.overrides())
+    }
+}
+
+impl DatagenArgs {
+    /// The configuration with every flag applied.
+    pub fn config(&self) -> Result<Config, config::Error> {
+        self.connection.load_config(&self.topics.overrides())
+    }
 }
 
 /// Why a run failed.
@@ -264,6 +339,24 @@ pub enum Error {
         error: KafkaError,
         failed: u64,
     },
+    #[error(
+        "{topic} refused a record stamped {} ({} ahead of this machine's clock): the broker \
+         takes timestamps at most `{TIMESTAMP_AFTER_MAX}` ahead of its clock (the topic's \
+         config, else the broker's `log.{TIMESTAMP_AFTER_MAX}`, 1 h by default since Kafka \
+         4.0). Either start the simulation in the past (an earlier --start, or none: a run \
+         bounded by --duration or --count then ends by now), or raise \
+         `{TIMESTAMP_AFTER_MAX}` on the topic (`waittimes datagen --create-topics` sets it on \
+         the topics it creates for an unbounded run at --speed above 1)",
+        format_ms(*timestamp_ms),
+        humantime::format_duration(*ahead)
+    )]
+    FutureTimestamp {
+        topic: String,
+        timestamp_ms: EventTime,
+        ahead: Duration,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::Error),
     #[error("{undelivered} record(s) still undelivered after {timeout:?}: {error}")]
     Flush {
         undelivered: u64,
@@ -341,14 +434,37 @@ impl fmt::Display for Summary {
 /// Runs the generator until `--count` events, `--duration`, or Ctrl-C; flushes; summarises.
 pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
     validate(&args)?;
+    let config = args.config()?;
+    config.log_warnings();
+    run_with_config(&config, args).await
+}
+
+/// [`run`] with a loaded configuration: its connection and input topics are used, the
+/// connection and topic flags in `args` are not.
+pub async fn run_with_config(config: &Config, args: DatagenArgs) -> Result<Summary, Error> {
+    validate(&args)?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let templates = Arc::new(Templates::upstream()?);
-    let topics = args.topics.names();
-    let config = producer_config(&args.connection);
+    let topics = config.topics.inputs().map(str::to_owned);
+    let start_ms = match (args.mode, args.start) {
+        (Mode::Sim, None) => default_start(now_ms(), &args, seed, &templates),
+        (_, start) => start.unwrap_or_else(now_ms),
+    };
     if args.connection.create_topics {
-        create_topics(&config, &args.connection, &topics).await?;
+        let mut topic_config = Vec::new();
+        if runs_ahead_unbounded(&args) {
+            tracing::info!(
+                speed = args.speed,
+                "an unbounded simulation runs ahead of the wall clock: the topics created now get \
+                 {TIMESTAMP_AFTER_MAX}={}, so the broker accepts its future timestamps",
+                i64::MAX
+            );
+            topic_config.push((TIMESTAMP_AFTER_MAX, i64::MAX.to_string()));
+        }
+        create_topics(config, &args.connection, &topics, &topic_config).await?;
     }
-    let registry = registry(&args.connection)?;
+    let registry = Registry::new(config.registry_settings())?;
+    let config = producer_config(config);
     let mut schema_ids = [0u32; 3];
     for (i, kind) in InputKind::ALL.into_iter().enumerate() {
         let subject = format!("{}-value", topics[i]);
@@ -385,7 +501,11 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
             }
         }
         Mode::Sim => {
-            let start_ms = args.start.unwrap_or_else(now_ms);
+            tracing::info!(
+                start = %format_ms(start_ms),
+                speed = args.speed,
+                "simulated time starts"
+            );
             let sim = Sim::new(
                 SimConfig {
                     stores: args.stores,
@@ -445,8 +565,19 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    if let Some((i, error)) = shared.take_delivery_error() {
+    if let Some((i, error, timestamp_ms)) = shared.take_delivery_error() {
         let failed = shared.failed.load(Ordering::Relaxed);
+        if let Some(ts) = timestamp_ms
+            && refused_for_its_timestamp(&error, ts, now_ms())
+        {
+            let ahead = u64::try_from(ts - now_ms()).unwrap_or(0);
+            return Err(Error::FutureTimestamp {
+                topic: topics[i].clone(),
+                timestamp_ms: ts,
+                // Whole seconds: the clock moved on since the refusal anyway.
+                ahead: Duration::from_secs(ahead / 1000),
+            });
+        }
         return Err(Error::Delivery {
             topic: topics[i].clone(),
             error,
@@ -478,18 +609,20 @@ pub async fn run(args: DatagenArgs) -> Result<Summary, Error> {
 /// Writes [`WORKSHOP_PRIORS`] to the wait-times topic as the workshop does: values only (no
 /// key), the workshop's `WaitTimes` schema registered under `<topic>-value`.
 pub async fn seed_priors(args: SeedPriorsArgs) -> Result<(), Error> {
-    let topic = args.wait_times_topic.as_str();
-    let mut config = producer_config(&args.connection);
-    // Ten records: latency matters more than batching.
-    config.set("linger.ms", "0");
+    let config = args.config()?;
+    config.log_warnings();
+    let topic = config.topics.wait_times.as_str();
     if args.connection.create_topics {
-        create_topics(&config, &args.connection, &[topic.to_string()]).await?;
+        create_topics(&config, &args.connection, &[topic.to_string()], &[]).await?;
     }
-    let registry = registry(&args.connection)?;
+    let registry = Registry::new(config.registry_settings())?;
     let schema_id = registry
         .register(&format!("{topic}-value"), wire::WAIT_TIMES_SCHEMA)
         .await?;
-    let producer: FutureProducer = config.create()?;
+    let mut producer_cfg = producer_config(&config);
+    // Ten records: latency matters more than batching.
+    producer_cfg.set("linger.ms", "0");
+    let producer: FutureProducer = producer_cfg.create()?;
     let mut deliveries = Vec::with_capacity(WORKSHOP_PRIORS.len());
     for (store_id, minutes) in WORKSHOP_PRIORS {
         let value = wire::encode_wait_times(schema_id, store_id, minutes);
@@ -544,60 +677,121 @@ fn validate(args: &DatagenArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The producer's settings: throughput first (large batches, a short linger, a deep local
-/// queue), then the user's `-X` overrides.
-fn producer_config(c: &ConnectionArgs) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &c.bootstrap_servers)
-        .set("client.id", "waittimes-datagen")
-        .set("linger.ms", "10")
-        .set("batch.num.messages", "100000")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("compression.codec", "lz4")
-        // A dead broker should fail the run in seconds, not librdkafka's default 5 minutes.
-        .set("message.timeout.ms", "30000");
-    for (k, v) in &c.properties {
-        config.set(k, v);
+/// The topic config (and, as `log.`-prefixed, the broker's) that bounds how far ahead of the
+/// broker's clock a record's timestamp may be: 1 h by default since Kafka 4.0.
+pub const TIMESTAMP_AFTER_MAX: &str = "message.timestamp.after.max.ms";
+
+/// True for a simulation without `--duration` or `--count` whose clock outruns the wall
+/// clock (`--speed` above 1, or 0 for as fast as possible): no start in the past keeps it
+/// behind for ever, so the topics must accept future timestamps.
+fn runs_ahead_unbounded(args: &DatagenArgs) -> bool {
+    args.mode == Mode::Sim
+        && args.duration.is_none()
+        && args.count.is_none()
+        && (args.speed > 1.0 || args.speed <= 0.0)
+}
+
+/// The simulated start when `--start` is not given: early enough that a bounded run ends at or
+/// before `now`, so the broker never sees a timestamp from the future. `--duration` at a
+/// positive speed bounds the run to `speed × duration` of simulated time; `--count` alone is
+/// measured by generating the run once without sending (the span depends on the start, through
+/// the daily profile, so the start is moved back until the run's last event is not after
+/// `now`). An unbounded run starts now.
+fn default_start(
+    now: EventTime,
+    args: &DatagenArgs,
+    seed: u64,
+    templates: &Arc<Templates>,
+) -> EventTime {
+    if let Some(d) = args.duration
+        && args.speed > 0.0
+    {
+        let span = d.as_secs_f64() * args.speed * 1000.0;
+        return now.saturating_sub(span.ceil() as i64);
     }
-    config
+    let Some(count) = args.count else {
+        return now;
+    };
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let last_event = |start_ms: EventTime| {
+        let cfg = SimConfig {
+            stores: args.stores,
+            start_ms,
+            templates: templates.clone(),
+        };
+        Sim::new(cfg, seed)
+            .take(count)
+            .last()
+            .map_or(start_ms, |e| e.time_ms)
+    };
+    // Step back by the overshoot until a start ends by now, then bisect towards the latest
+    // such start (to a few minutes), so the run ends close to now rather than hours before.
+    let (mut late, mut start) = (now, now);
+    let mut early = None;
+    for _ in 0..16 {
+        let over = last_event(start) - now;
+        if over <= 0 {
+            early = Some(start);
+            break;
+        }
+        late = start;
+        start -= over + 1000;
+    }
+    let Some(mut early) = early else {
+        return start;
+    };
+    while late - early > 5 * 60_000 {
+        let mid = early + (late - early) / 2;
+        if last_event(mid) <= now {
+            early = mid;
+        } else {
+            late = mid;
+        }
+    }
+    early
 }
 
-fn registry(c: &ConnectionArgs) -> Result<Registry, Error> {
-    let urls = c
-        .schema_registry
-        .split(',')
-        .map(|u| u.trim().to_string())
-        .collect();
-    let basic_auth = c.schema_registry_username.as_ref().map(|user| {
-        (
-            user.clone(),
-            c.schema_registry_password.clone().unwrap_or_default(),
-        )
-    });
-    Ok(Registry::new(RegistrySettings {
-        urls,
-        basic_auth,
-        ..RegistrySettings::default()
-    })?)
+/// The producer's settings: the config's Kafka properties (and `-X`), then throughput
+/// defaults where those leave a property unset (large batches, a short linger, a deep local
+/// queue).
+fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = config.producer_config();
+    if c.get("client.id") == Some(config::DEFAULT_CLIENT_ID) {
+        c.set("client.id", "waittimes-datagen");
+    }
+    for (k, v) in [
+        ("linger.ms", "10"),
+        ("batch.num.messages", "100000"),
+        ("batch.size", "1000000"),
+        ("queue.buffering.max.messages", "1000000"),
+        ("queue.buffering.max.kbytes", "1048576"),
+        ("compression.codec", "lz4"),
+        // A dead broker should fail the run in seconds, not librdkafka's default 5 minutes.
+        ("message.timeout.ms", "30000"),
+    ] {
+        set_if_absent(&mut c, k, v);
+    }
+    c
 }
 
-/// Creates those of `topics` that do not exist yet.
+/// Creates those of `topics` that do not exist yet, with `topic_config`.
 async fn create_topics(
-    config: &ClientConfig,
+    config: &Config,
     c: &ConnectionArgs,
     topics: &[String],
+    topic_config: &[(&str, String)],
 ) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let admin: AdminClient<DefaultClientContext> = config.admin_config().create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            NewTopic::new(
-                t,
-                c.partitions,
-                TopicReplication::Fixed(c.replication_factor),
+            topic_config.iter().fold(
+                NewTopic::new(
+                    t,
+                    c.partitions,
+                    TopicReplication::Fixed(c.replication_factor),
+                ),
+                |topic, (k, v)| topic.set(k, v),
             )
         })
         .collect();
@@ -630,7 +824,8 @@ struct Shared {
     /// Acknowledged by the broker, per topic.
     delivered: [AtomicU64; 3],
     failed: AtomicU64,
-    delivery_error: Mutex<Option<(usize, KafkaError)>>,
+    /// The first failed delivery: topic index, error, the record's timestamp.
+    delivery_error: Mutex<Option<(usize, KafkaError, Option<EventTime>)>>,
 }
 
 impl Shared {
@@ -699,7 +894,7 @@ impl Shared {
         at <= now || self.wait_until(at)
     }
 
-    fn take_delivery_error(&self) -> Option<(usize, KafkaError)> {
+    fn take_delivery_error(&self) -> Option<(usize, KafkaError, Option<EventTime>)> {
         self.delivery_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -721,10 +916,12 @@ impl Deliveries {
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    /// The topic's index in [`InputKind::ALL`].
-    type DeliveryOpaque = usize;
+    /// The topic's index in [`InputKind::ALL`] and the record's timestamp: a failed delivery
+    /// report carries no timestamp of its own, and a refused timestamp must be named.
+    type DeliveryOpaque = Box<(usize, EventTime)>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, topic: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<(usize, EventTime)>) {
+        let (topic, timestamp_ms) = *opaque;
         let s = &self.shared;
         match result {
             Ok(_) => {
@@ -739,7 +936,16 @@ impl ProducerContext for Deliveries {
                     .delivery_error
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                first.get_or_insert_with(|| (topic, error.clone()));
+                // A batch-mate's failure says nothing about why: keep the record's own.
+                let batch_mate = |e: &KafkaError| {
+                    e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidDifferentRecord)
+                };
+                let keep = first
+                    .as_ref()
+                    .is_some_and(|(_, e, _)| !batch_mate(e) || batch_mate(error));
+                if !keep {
+                    *first = Some((topic, error.clone(), Some(timestamp_ms)));
+                }
             }
         }
     }
@@ -774,7 +980,7 @@ impl Output {
         scratch.value.clear();
         record.write_framed(self.schema_ids[i], &mut scratch.value);
         record.write_key(&mut scratch.key);
-        let mut rec = BaseRecord::with_opaque_to(topic, i)
+        let mut rec = BaseRecord::with_opaque_to(topic, Box::new((i, timestamp_ms)))
             .key(scratch.key.as_str())
             .payload(scratch.value.as_slice())
             .timestamp(timestamp_ms);
@@ -970,6 +1176,28 @@ fn index(kind: InputKind) -> usize {
     }
 }
 
+/// Whether a failed delivery was the broker refusing the record's timestamp. Kafka reports
+/// INVALID_TIMESTAMP, but when it lists the refused records (Kafka 4.1 does) librdkafka hands
+/// each one INVALID_RECORD; a future-stamped record refused as invalid is taken to be that.
+fn refused_for_its_timestamp(error: &KafkaError, timestamp_ms: EventTime, now: EventTime) -> bool {
+    match error {
+        KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTimestamp) => true,
+        KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord) => timestamp_ms > now,
+        _ => false,
+    }
+}
+
+/// `ms` since the epoch as RFC 3339 (`2024-03-01T11:00:00.000Z`).
+fn format_ms(ms: EventTime) -> String {
+    let t = u64::try_from(ms)
+        .ok()
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
+    match t {
+        Some(t) => humantime::format_rfc3339_millis(t).to_string(),
+        None => format!("{ms} ms since the epoch"),
+    }
+}
+
 fn now_ms() -> EventTime {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1019,12 +1247,23 @@ mod tests {
         Cli::try_parse_from(std::iter::once("datagen").chain(argv.iter().copied())).map(|c| c.args)
     }
 
+    fn no_env() -> EnvVars {
+        EnvVars::from_vars(Vec::<(String, String)>::new())
+    }
+
+    /// The config `args` would run with, in an empty environment.
+    fn config_of(a: &DatagenArgs) -> Config {
+        a.connection
+            .load_config_with_env(no_env(), &a.topics.overrides())
+            .unwrap()
+    }
+
     #[test]
     fn defaults_are_the_workshops() {
         let a = parse(&[]).unwrap();
         assert_eq!(a.mode, Mode::Workshop);
         assert_eq!(
-            a.topics.names(),
+            config_of(&a).topics.inputs(),
             [
                 "pizza_orders_avro",
                 "pizza_orders_completed_avro",
@@ -1076,10 +1315,15 @@ mod tests {
             ]
         );
         validate(&a).unwrap();
-        let c = producer_config(&a.connection);
+        let c = producer_config(&config_of(&a));
         assert_eq!(c.get("linger.ms"), Some("50"));
         assert_eq!(c.get("acks"), Some("1"));
         assert_eq!(c.get("compression.codec"), Some("lz4"));
+        assert_eq!(c.get("client.id"), Some("waittimes-datagen"));
+        assert_eq!(
+            c.get("bootstrap.servers"),
+            Some(config::DEFAULT_BOOTSTRAP_SERVERS)
+        );
         assert_eq!(parse(&["--start", "1000"]).unwrap().start, Some(1000));
     }
 
@@ -1103,6 +1347,209 @@ mod tests {
         assert!(refused(&["--count", "0"]));
         assert!(refused(&["--truth", "x.csv"]));
         assert!(refused(&["--mode", "workshop", "--start", "0"]));
+    }
+
+    /// `--config` gives the connection, the producer's tuning and the input topics; flags win.
+    #[test]
+    fn the_config_file_connects_and_flags_override_it() {
+        let dir =
+            std::env::temp_dir().join(format!("waittimes-datagen-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            dir.join("client.properties"),
+            "bootstrap.servers=file:9092\nsecurity.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n\
+             sasl.username=K\nsasl.password=S\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("schema.properties"),
+            format!(
+                "schema.registry.url=https://sr.example.com\nbasic.auth.credentials.source=USER_INFO\n\
+                 basic.auth.user.info=SRKEY:SRSECRET\nschema.registry.ssl.ca.location={}\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nclient_properties = \"client.properties\"\n\
+             [kafka.properties]\n\"linger.ms\" = 25\n\"compression.codec\" = \"zstd\"\n\
+             [schema_registry]\nproperties_file = \"schema.properties\"\n\
+             [topics]\norders = \"o_file\"\ncompleted = \"c_file\"\n",
+        )
+        .unwrap();
+        let file = file.to_string_lossy();
+
+        let a = parse(&["--config", &file]).unwrap();
+        let config = config_of(&a);
+        let c = producer_config(&config);
+        assert_eq!(c.get("bootstrap.servers"), Some("file:9092"));
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.password"), Some("S"));
+        assert_eq!(c.get("linger.ms"), Some("25"), "the file over the default");
+        assert_eq!(c.get("compression.codec"), Some("zstd"));
+        assert_eq!(c.get("batch.num.messages"), Some("100000"), "default kept");
+        assert_eq!(
+            config.topics.inputs(),
+            ["o_file", "c_file", "pizza_orders_cancelled_avro"]
+        );
+        let sr = config.registry_settings();
+        assert_eq!(sr.urls, vec!["https://sr.example.com"]);
+        assert_eq!(sr.basic_auth, Some(("SRKEY".into(), "SRSECRET".into())));
+        assert_eq!(sr.ca_location.as_deref(), Some(ca.as_path()));
+
+        let a = parse(&[
+            "--config",
+            &file,
+            "--bootstrap-servers",
+            "flag:9092",
+            "-X",
+            "linger.ms=50",
+            "--completed-topic",
+            "c_flag",
+            "--schema-registry",
+            "https://other.example.com",
+            "--schema-registry-username",
+            "U",
+        ])
+        .unwrap();
+        let config = config_of(&a);
+        let c = producer_config(&config);
+        assert_eq!(c.get("bootstrap.servers"), Some("flag:9092"));
+        assert_eq!(c.get("linger.ms"), Some("50"));
+        assert_eq!(
+            c.get("sasl.username"),
+            Some("K"),
+            "the file still holds SASL"
+        );
+        assert_eq!(config.topics.inputs()[..2], ["o_file", "c_flag"]);
+        let sr = config.registry_settings();
+        assert_eq!(sr.urls, vec!["https://other.example.com"]);
+        assert_eq!(sr.basic_auth.map(|(u, _)| u), Some("U".into()));
+
+        // Bad values fail before anything connects, naming the key and the flag.
+        let a = parse(&["--config", &file, "-X", "linger.ms=soon"]).unwrap();
+        let e = a
+            .connection
+            .load_config_with_env(no_env(), &a.topics.overrides())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linger.ms") && e.contains("-X linger.ms"), "{e}");
+        let a = parse(&["--config", "/nonexistent/c.toml"]).unwrap();
+        assert!(
+            a.connection
+                .load_config_with_env(no_env(), &Overrides::new())
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn seed_priors_takes_the_output_topic_from_the_config() {
+        #[derive(Debug, Parser)]
+        struct SeedCli {
+            #[command(flatten)]
+            args: SeedPriorsArgs,
+        }
+        let parse = |argv: &[&str]| {
+            SeedCli::try_parse_from(std::iter::once("seed-priors").chain(argv.iter().copied()))
+                .unwrap()
+                .args
+        };
+        let topic = |a: &SeedPriorsArgs| {
+            let config = a.connection.load_config_with_env(no_env(), &a.overrides());
+            config.unwrap().topics.wait_times
+        };
+        assert_eq!(topic(&parse(&[])), "waittimes_avro");
+        assert_eq!(topic(&parse(&["--wait-times-topic", "w"])), "w");
+    }
+
+    /// A bounded run ends at or before now; only an unbounded fast one needs future timestamps.
+    #[test]
+    fn the_default_start_keeps_simulated_time_behind_the_wall_clock() {
+        let templates = Arc::new(Templates::upstream().unwrap());
+        let now = 1_709_290_800_000; // 2024-03-01T11:00:00Z: the lunch rush follows.
+        let a = parse(&["--mode", "sim", "--duration", "10m", "--speed", "60"]).unwrap();
+        assert_eq!(default_start(now, &a, 1, &templates), now - 10 * 3_600_000);
+        assert!(!runs_ahead_unbounded(&a));
+
+        for speed in ["0", "60"] {
+            let a = parse(&["--mode", "sim", "--count", "5000", "--speed", speed]).unwrap();
+            let start = default_start(now, &a, 7, &templates);
+            let cfg = SimConfig {
+                stores: a.stores,
+                start_ms: start,
+                templates: templates.clone(),
+            };
+            let last = Sim::new(cfg, 7).take(5000).last().unwrap().time_ms;
+            assert!(last <= now, "ends {} ms after now", last - now);
+            // Not hours early but for the night's gaps (the profile's 3% hour is sparse).
+            assert!(
+                now - last < 4 * 3_600_000,
+                "ends {} ms before now",
+                now - last
+            );
+            assert!(!runs_ahead_unbounded(&a));
+        }
+
+        let a = parse(&["--mode", "sim", "--speed", "60"]).unwrap();
+        assert_eq!(default_start(now, &a, 1, &templates), now);
+        assert!(runs_ahead_unbounded(&a));
+        assert!(runs_ahead_unbounded(
+            &parse(&["--mode", "sim", "--speed", "0"]).unwrap()
+        ));
+        assert!(!runs_ahead_unbounded(
+            &parse(&["--mode", "sim", "--speed", "1"]).unwrap()
+        ));
+        assert!(!runs_ahead_unbounded(&parse(&[]).unwrap()));
+    }
+
+    #[test]
+    fn a_refused_future_record_is_told_apart() {
+        let code = |c| KafkaError::MessageProduction(c);
+        let now = 1_000_000;
+        assert!(refused_for_its_timestamp(
+            &code(RDKafkaErrorCode::InvalidTimestamp),
+            now,
+            now
+        ));
+        assert!(refused_for_its_timestamp(
+            &code(RDKafkaErrorCode::InvalidRecord),
+            now + 1,
+            now
+        ));
+        assert!(!refused_for_its_timestamp(
+            &code(RDKafkaErrorCode::InvalidRecord),
+            now,
+            now
+        ));
+        assert!(!refused_for_its_timestamp(
+            &code(RDKafkaErrorCode::MessageSizeTooLarge),
+            now + 1,
+            now
+        ));
+    }
+
+    #[test]
+    fn a_refused_future_record_says_what_to_do() {
+        let e = Error::FutureTimestamp {
+            topic: "orders".into(),
+            timestamp_ms: 1_709_298_000_000,
+            ahead: Duration::from_secs(7200),
+        }
+        .to_string();
+        for part in [
+            "orders refused a record stamped 2024-03-01T13:00:00.000Z",
+            "2h ahead",
+            "message.timestamp.after.max.ms",
+            "--start",
+            "--create-topics",
+        ] {
+            assert!(e.contains(part), "{part:?} missing from {e}");
+        }
     }
 
     #[test]

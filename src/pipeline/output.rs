@@ -16,6 +16,12 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wire;
 
+/// Records go out without a timestamp, so librdkafka stamps them with the wall clock at send
+/// time. Stream time would be the replay-stable choice, but it runs ahead of the wall clock
+/// whenever the input does (a simulation faster than real time), and Kafka 4 refuses records
+/// stamped more than `message.timestamp.after.max.ms` (1 h by default) ahead of its clock: the
+/// output would stop. The value carries no time, and priors are read by offset, not timestamp,
+/// so nothing downstream depends on the stamp being stream time.
 pub struct Emitter {
     pub producer: FutureProducer,
     pub topic: String,

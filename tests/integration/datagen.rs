@@ -415,3 +415,84 @@ async fn seed_priors_writes_the_workshops_stale_values_without_keys() {
         ));
     }
 }
+
+/// Without --start, a run bounded by --count starts early enough that its last record is not
+/// stamped after the moment it began: nothing reaches the broker from the future.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_mode_starts_in_the_past_so_a_bounded_run_ends_by_now() {
+    common::require_stack();
+    let topics = unique_topics("dg-past");
+    common::create_topics(&[(&topics[0], 1), (&topics[1], 1), (&topics[2], 1)]).await;
+    let before = now_ms();
+    let args = datagen_args(
+        &topics,
+        &[
+            "--mode", "sim", "--speed", "0", "--count", "400", "--seed", "5",
+        ],
+    );
+    let summary = datagen::run(args).await.expect("datagen run");
+    assert_eq!(summary.events(), 400);
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let records = read_back(&refs, 400).await;
+    let last = records.iter().map(|r| r.timestamp).max().expect("records");
+    let first = records.iter().map(|r| r.timestamp).min().expect("records");
+    assert!(
+        last <= before + 1000,
+        "last record {} ms after the start",
+        last - before
+    );
+    assert!(first < last, "simulated time passes");
+}
+
+/// Kafka 4 refuses records stamped more than `message.timestamp.after.max.ms` (1 h) ahead of
+/// its clock. A simulation started two hours ahead stops with an error that says why and what
+/// to do, instead of a gap in the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_ahead_of_the_broker_clock_is_a_clear_error() {
+    common::require_stack();
+    let topics = unique_topics("dg-future");
+    let start = now_ms() + 2 * 3_600_000;
+    // --create-topics: a bounded run gets topics with the broker's limit.
+    let args = datagen_args(
+        &topics,
+        &[
+            "--mode",
+            "sim",
+            "--speed",
+            "0",
+            "--count",
+            "30",
+            "--start",
+            &start.to_string(),
+            "--create-topics",
+            "--partitions",
+            "1",
+        ],
+    );
+    let err = datagen::run(args)
+        .await
+        .expect_err("records from the future are refused");
+    let msg = err.to_string();
+    let datagen::Error::FutureTimestamp {
+        topic,
+        timestamp_ms,
+        ahead,
+    } = &err
+    else {
+        panic!("expected FutureTimestamp, got {err:?}: {msg}");
+    };
+    assert!(topics.contains(topic), "{msg}");
+    assert!(*timestamp_ms >= start, "{msg}");
+    assert!(
+        (Duration::from_secs(7000)..Duration::from_secs(4 * 3600)).contains(ahead),
+        "{msg}"
+    );
+    for part in [
+        "ahead of this machine's clock",
+        "message.timestamp.after.max.ms",
+        "--start",
+        "--create-topics",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+}
