@@ -11,6 +11,8 @@ pub mod datagen;
 pub mod domain;
 pub(crate) mod health;
 pub(crate) mod http;
+#[cfg(test)]
+mod layout_check;
 pub(crate) mod metrics;
 pub(crate) mod pipeline;
 pub mod probe;

@@ -14,8 +14,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::latency::Latencies;
 use super::load::LOAD_HEADER;
-use super::service::Latencies;
 use super::{Error, Result, Topics};
 
 /// Metadata and watermark requests at start.

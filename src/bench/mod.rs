@@ -16,6 +16,7 @@
 //! `waittimes run`. Performance is measured and reported here, never asserted in tests.
 
 mod floor;
+mod latency;
 mod load;
 mod peer;
 mod report;

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use super::latency::Latencies;
 use super::peer::Outcome;
-use super::service::{HttpResult, Latencies, Memory, Pipeline, SteadyResult};
+use super::service::{HttpResult, Memory, Pipeline, SteadyResult};
 use super::wrk::WrkResult;
 use super::{BenchArgs, Error, Result};
 

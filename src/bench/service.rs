@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 
 use super::floor::{Floor, FloorConsumer};
+use super::latency::Latencies;
 use super::load::{self, Acks, Probe, Steady};
 use super::watch::OutputWatcher;
 use super::wrk::{self, WrkResult};
@@ -108,15 +109,6 @@ pub struct Pipeline {
     pub applied_secs: f64,
     pub published_secs: f64,
     pub stores: usize,
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Latencies {
-    pub p50: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub samples: u64,
 }
 
 /// Step 4's figures.
