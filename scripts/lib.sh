@@ -24,14 +24,14 @@ readonly RUST_TOOLCHAIN=1.95.0 # only used when no Rust toolchain is installed a
 # pkg-config and the -dev libraries), the stack installers (python3-pip, curl), the test producer's
 # virtualenv (python3-venv), and the test and
 # benchmark tools (docker-compose for `config -q`, wrk, shellcheck; openssl for the stack's test CA,
-# nginx with its stream module for the registry's TLS and basic-auth front in the security tests).
+# nginx for the registry's TLS and basic-auth front in the security tests).
 # Java 17 and Maven for the broker are checked apart (ensure_java): a machine may have them from
 # elsewhere than Debian.
 readonly APT_PACKAGES=(
     ca-certificates curl git make cmake g++ pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev
     python3 python3-pip python3-venv docker-compose wrk shellcheck
-    openssl nginx libnginx-mod-stream
+    openssl nginx
 )
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -354,6 +354,10 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 num.partitions=1
+# Tests and benchmarks write records with old CreateTimes (2023, days-old simulations); Kafka's
+# time-based retention would delete those segments under a running test. A run dir is
+# throw-away, so it keeps everything.
+log.retention.ms=-1
 # A 2-core machine.
 num.network.threads=2
 num.io.threads=4

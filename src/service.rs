@@ -1,7 +1,7 @@
 //! Where the service is assembled and started: HTTP first (liveness answers at once), then the
 //! output schema, the priors, the consumer thread and the emitter, each its own step; and the
-//! bounded stop that undoes them in order. The Kafka edges themselves live in
-//! [`crate::pipeline`], which knows nothing of HTTP.
+//! bounded stop that undoes them in order. The Kafka edges themselves live in `pipeline`, which
+//! knows nothing of HTTP.
 
 use std::future::Future;
 use std::sync::Arc;

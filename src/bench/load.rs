@@ -22,9 +22,8 @@ use crate::domain::InputKind;
 use crate::wire::{self, Registry, UpstreamRecord};
 
 /// A header on every record of the steady load (and its probes), so the delivery-floor consumer
-/// times those and nothing else: Tansu's high watermark can trail the log's end (a 50,000-record
-/// lz4 topic reported 47,809 seconds after the flush), so a consumer assigned "at the end" also
-/// reads the tail of the preload, whose simulated timestamps are not wall-clock send times.
+/// times those and nothing else, whatever else the topics hold: records of the preload carry
+/// simulated timestamps, not wall-clock send times.
 pub(super) const LOAD_HEADER: &str = "waittimes-bench-load";
 
 fn load_headers() -> OwnedHeaders {

@@ -25,7 +25,7 @@ mod watch;
 mod wrk;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, EnvVars, Overrides};
 use crate::wire;
@@ -54,8 +54,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 30)]
     pub steady_seconds: u64,
 
-    /// Steady load: the producer's linger.ms. Tansu answers small produce requests slowly, so
-    /// a very short linger measures the broker's queueing rather than the service.
+    /// Steady load: the producer's linger.ms (part of record → broker ack; a longer linger
+    /// batches more and adds that much latency).
     #[arg(long, default_value_t = 5)]
     pub steady_linger_ms: u32,
 
@@ -212,12 +212,7 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ms;
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

@@ -63,6 +63,14 @@ pub fn require_stack() {
     );
 }
 
+/// The wall clock in Kafka's milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// `base` plus a suffix unique to this process and call, so tests can share one broker, run in
 /// parallel and be re-run without cleaning up.
 pub fn unique(base: &str) -> String {

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::{Schema, from_avro_datum};
@@ -63,12 +63,7 @@ fn unique_topics(base: &str) -> [String; 3] {
     ]
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use crate::common::now_ms;
 
 /// One record read back: topic, key, timestamp, and the value decoded with the writer schema
 /// the registry returns for the record's schema id.

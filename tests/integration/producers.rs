@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
@@ -76,12 +76,7 @@ async fn allow_any_schema(subject: &str) {
     );
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::common::now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_ksqldb_and_namespaced_records_are_read_by_their_fields() {

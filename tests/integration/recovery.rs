@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -20,12 +20,7 @@ const MINUTE: i64 = 60_000;
 /// Waits that span a group join, a replay and a fault are longer than [`TIMEOUT`].
 pub const LONG: Duration = Duration::from_secs(120);
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::common::now_ms;
 
 /// One input event of a deterministic stream.
 #[derive(Debug, Clone, Copy)]

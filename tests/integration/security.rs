@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -844,12 +844,7 @@ async fn registry_wrong_password_or_untrusted_ca_are_clear_errors_without_secret
 // ---- the whole service, secured -------------------------------------------------------------------
 // ---- the whole service, secured -------------------------------------------------------------------
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::common::now_ms;
 
 /// Topic names and the `[topics]` table that points the service at them.
 struct Topics {

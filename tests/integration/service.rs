@@ -3,7 +3,7 @@
 //! `poison.rs`).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
@@ -182,12 +182,7 @@ impl Service {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::common::now_ms;
 
 /// Produces upstream-schema records with explicit timestamps, keyed by store id.
 pub struct Producer {
