@@ -388,7 +388,8 @@ format_node() { # dir
     local id
     id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
     kafka_java_cmd
-    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
+    # --cluster-id=ID, not -t ID: a base64 id may start with "-", which the parser takes for a flag.
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" \
         --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]" \
         >"$dir/format.log" 2>&1 || {
         tail -n 20 "$dir/format.log" >&2
