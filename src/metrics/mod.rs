@@ -127,26 +127,9 @@ impl DeadLetterReason {
     }
 }
 
-/// Where a wait observation came from (`waittimes_observations_total{source}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ObservationSource {
-    /// Completion time minus placement time, both seen.
-    Measured,
-    /// The durations the completion itself reports.
-    Reported,
-}
-
-impl ObservationSource {
-    pub const ALL: [ObservationSource; 2] =
-        [ObservationSource::Measured, ObservationSource::Reported];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObservationSource::Measured => "measured",
-            ObservationSource::Reported => "reported",
-        }
-    }
-}
+/// Where a wait observation came from: the state's own type, the `source` label of
+/// `waittimes_observations_total`.
+pub use crate::state::ObservationSource;
 
 /// What expired (`waittimes_expired_orders_total{kind}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -65,3 +65,27 @@ pub(crate) fn priors_consumer_config(config: &Config) -> rdkafka::ClientConfig {
     c.set("auto.offset.reset", "earliest");
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_can_clear_by_itself_is_retried() {
+        let unavailable = wire::Error::RegistryUnavailable {
+            op: "register".into(),
+            detail: "connection refused".into(),
+        };
+        assert!(Error::Registry(unavailable).is_transient());
+        assert!(Error::KafkaAuth("SASL authentication error".into()).is_transient());
+        assert!(Error::Priors("timed out".into()).is_transient());
+        // What the registry says to an incompatible output schema: retrying cannot help.
+        let refused = wire::Error::RegisterRejected {
+            subject: "waittimes_avro-value".into(),
+            status: 409,
+            detail: "incompatible with an earlier schema".into(),
+        };
+        assert!(!Error::Registry(refused).is_transient());
+        assert!(!Error::Thread("spawn failed".into()).is_transient());
+    }
+}

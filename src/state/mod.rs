@@ -116,6 +116,19 @@ pub enum ObservationSource {
     Reported,
 }
 
+impl ObservationSource {
+    pub const ALL: [ObservationSource; 2] =
+        [ObservationSource::Measured, ObservationSource::Reported];
+
+    /// The name metrics and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservationSource::Measured => "measured",
+            ObservationSource::Reported => "reported",
+        }
+    }
+}
+
 /// Why an event yielded no observation. Except for the store reasons the order is tracked
 /// all the same: resolved, or (a completion of an unseen order) held so that its placement can
 /// still measure it; redeliveries stay idempotent.
