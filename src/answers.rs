@@ -55,26 +55,9 @@ impl Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Basis;
 
     fn answer(store: StoreId, minutes: Option<i32>) -> StoreWait {
-        StoreWait {
-            store_id: store,
-            wait_time_minutes: minutes,
-            basis: if minutes.is_some() {
-                Basis::Live
-            } else {
-                Basis::None
-            },
-            open_orders: 0,
-            observations: 0,
-            mean_minutes: None,
-            p50_minutes: None,
-            p90_minutes: None,
-            completions_per_hour: 0.0,
-            cancellation_rate: None,
-            updated_at_ms: None,
-        }
+        StoreWait::without_events(store, minutes)
     }
 
     #[test]

@@ -121,3 +121,26 @@ pub struct StoreWait {
     /// store known only from its prior.
     pub updated_at_ms: Option<EventTime>,
 }
+
+impl StoreWait {
+    /// A store known without events of its own: its prior if it has one, else nothing yet.
+    pub fn without_events(store_id: StoreId, prior: Option<i32>) -> StoreWait {
+        StoreWait {
+            store_id,
+            wait_time_minutes: prior,
+            basis: if prior.is_some() {
+                Basis::Prior
+            } else {
+                Basis::None
+            },
+            open_orders: 0,
+            observations: 0,
+            mean_minutes: None,
+            p50_minutes: None,
+            p90_minutes: None,
+            completions_per_hour: 0.0,
+            cancellation_rate: None,
+            updated_at_ms: None,
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use crate::answers::Answers;
-use crate::domain::{Basis, InputKind, StoreWait};
+use crate::domain::{InputKind, StoreWait};
 use crate::health::{Condition, Health};
 use crate::metrics::Metrics;
 
@@ -94,19 +94,7 @@ fn populated_metrics() -> Metrics {
     health.set_ok(Condition::CaughtUp);
     metrics.set_consumer_lag("pizza_orders_avro", 0, 0);
     metrics.http_request("/stores/{id}/wait", 200);
-    snapshot.publish(StoreWait {
-        store_id: 3,
-        wait_time_minutes: Some(7),
-        basis: Basis::Prior,
-        open_orders: 0,
-        observations: 0,
-        mean_minutes: None,
-        p50_minutes: None,
-        p90_minutes: None,
-        completions_per_hour: 0.0,
-        cancellation_rate: None,
-        updated_at_ms: None,
-    });
+    snapshot.publish(StoreWait::without_events(3, Some(7)));
     metrics
 }
 

@@ -23,21 +23,13 @@ fn setup() -> (Metrics, Answers, Arc<Health>) {
 
 fn store(id: StoreId, wait: Option<i32>, observations: u32) -> StoreWait {
     StoreWait {
-        store_id: id,
-        wait_time_minutes: wait,
         basis: if wait.is_some() {
             Basis::Live
         } else {
             Basis::None
         },
-        open_orders: 0,
         observations,
-        mean_minutes: None,
-        p50_minutes: None,
-        p90_minutes: None,
-        completions_per_hour: 0.0,
-        cancellation_rate: None,
-        updated_at_ms: None,
+        ..StoreWait::without_events(id, wait)
     }
 }
 

@@ -456,23 +456,7 @@ impl Store {
         scratch: &mut Vec<i64>,
     ) -> StoreWait {
         let Some(now) = self.stream_time else {
-            return StoreWait {
-                store_id,
-                wait_time_minutes: self.prior,
-                basis: if self.prior.is_some() {
-                    Basis::Prior
-                } else {
-                    Basis::None
-                },
-                open_orders: 0,
-                observations: 0,
-                mean_minutes: None,
-                p50_minutes: None,
-                p90_minutes: None,
-                completions_per_hour: 0.0,
-                cancellation_rate: None,
-                updated_at_ms: None,
-            };
+            return StoreWait::without_events(store_id, self.prior);
         };
         self.window.waits_into(scratch);
         let s = Summary::new(

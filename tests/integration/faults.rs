@@ -120,12 +120,30 @@ async fn a_30_s_network_cut_to_the_broker_loses_nothing() {
         proxy.refused(),
         restored_at.elapsed()
     );
-    let answers = converged(&client, &svc.base, &uncut.base, STORES as usize).await;
+    assert_lost_nothing(&svc, &uncut, (&t, &u), STORES, spared()).await;
+    svc.stop().await;
+    uncut.stop().await;
+    drop(broker);
+}
+
+/// The run that suffered the fault (`t`) ends as the reference run (`u`) over the same input:
+/// the same answers for every store, the same last value per store on both output topics, and
+/// nothing dead-lettered.
+async fn assert_lost_nothing(
+    svc: &Service,
+    reference: &Service,
+    (t, u): (&Topics, &Topics),
+    stores: i32,
+    client_config: rdkafka::ClientConfig,
+) {
+    let client = reqwest::Client::new();
+    let answers = converged(&client, &svc.base, &reference.base, stores as usize).await;
     let expected = expected_output(&answers);
     assert!(!expected.is_empty());
-    assert_last_values(spared(), &t.wait_times, &expected).await;
-    assert_last_values(spared(), &u.wait_times, &expected).await;
-    let probe: BaseConsumer = spared()
+    assert_last_values(client_config.clone(), &t.wait_times, &expected).await;
+    assert_last_values(client_config.clone(), &u.wait_times, &expected).await;
+    let probe: BaseConsumer = client_config
+        .clone()
         .set("group.id", common::unique("probe"))
         .create()
         .expect("probe consumer");
@@ -134,9 +152,6 @@ async fn a_30_s_network_cut_to_the_broker_loses_nothing() {
         0,
         "nothing was dead-lettered"
     );
-    svc.stop().await;
-    uncut.stop().await;
-    drop(broker);
 }
 
 /// The upstream completed-order schema with one more optional field: a compatible new version
@@ -392,20 +407,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone())],
     )
     .await;
-    let answers = converged(&client, &svc.base, &reference.base, STORES as usize).await;
-    let expected = expected_output(&answers);
-    assert!(!expected.is_empty());
-    assert_last_values(at(), &t.wait_times, &expected).await;
-    assert_last_values(at(), &u.wait_times, &expected).await;
-    let probe: BaseConsumer = at()
-        .set("group.id", common::unique("probe"))
-        .create()
-        .expect("probe consumer");
-    assert_eq!(
-        end_offset(&probe, &t.dead_letter),
-        0,
-        "nothing was dead-lettered"
-    );
+    assert_lost_nothing(&svc, &reference, (&t, &u), STORES, at()).await;
     svc.stop().await;
     reference.stop().await;
     drop(broker);

@@ -184,6 +184,37 @@ impl Service {
 
 use crate::common::now_ms;
 
+fn order_record(store: i32, id: i32) -> PizzaOrder<'static> {
+    PizzaOrder {
+        store_id: store,
+        store_order_id: id,
+        coupon_code: 1500,
+        date: 18500,
+        status: "accepted",
+        order_lines: &[],
+    }
+}
+
+fn completed_record(store: i32, id: i32, rack: i32, delivery: i32) -> PizzaOrderCompleted<'static> {
+    PizzaOrderCompleted {
+        store_id: store,
+        store_order_id: id,
+        date: 18500,
+        status: "completed",
+        rack_time_secs: rack,
+        order_delivery_time_secs: delivery,
+    }
+}
+
+fn cancelled_record(store: i32, id: i32) -> PizzaOrderCancelled<'static> {
+    PizzaOrderCancelled {
+        store_id: store,
+        store_order_id: id,
+        date: 18500,
+        status: "cancelled",
+    }
+}
+
 /// Produces upstream-schema records with explicit timestamps, keyed by store id.
 pub struct Producer {
     producer: rdkafka::producer::FutureProducer,
@@ -235,15 +266,8 @@ impl Producer {
     }
 
     pub async fn order(&mut self, t: &Topics, store: i32, id: i32, at: i64) {
-        let r = PizzaOrder {
-            store_id: store,
-            store_order_id: id,
-            coupon_code: 1500,
-            date: 18500,
-            status: "accepted",
-            order_lines: &[],
-        };
-        self.record(&t.orders, store, &r, at).await;
+        self.record(&t.orders, store, &order_record(store, id), at)
+            .await;
     }
 
     pub async fn completed(
@@ -255,25 +279,13 @@ impl Producer {
         delivery: i32,
         at: i64,
     ) {
-        let r = PizzaOrderCompleted {
-            store_id: store,
-            store_order_id: id,
-            date: 18500,
-            status: "completed",
-            rack_time_secs: rack,
-            order_delivery_time_secs: delivery,
-        };
+        let r = completed_record(store, id, rack, delivery);
         self.record(&t.completed, store, &r, at).await;
     }
 
     pub async fn cancelled(&mut self, t: &Topics, store: i32, id: i32, at: i64) {
-        let r = PizzaOrderCancelled {
-            store_id: store,
-            store_order_id: id,
-            date: 18500,
-            status: "cancelled",
-        };
-        self.record(&t.cancelled, store, &r, at).await;
+        self.record(&t.cancelled, store, &cancelled_record(store, id), at)
+            .await;
     }
 
     /// Produces `events` without waiting between them, so the client packs them into
@@ -285,35 +297,18 @@ impl Producer {
         for e in events {
             let (topic, store, at, buf) = match *e {
                 Event::Order { store, id, at } => {
-                    let r = PizzaOrder {
-                        store_id: store,
-                        store_order_id: id,
-                        coupon_code: 1500,
-                        date: 18500,
-                        status: "accepted",
-                        order_lines: &[],
-                    };
-                    (&t.orders, store, at, self.framed(&t.orders, &r).await)
+                    let buf = self.framed(&t.orders, &order_record(store, id)).await;
+                    (&t.orders, store, at, buf)
                 }
                 Event::Completed { store, id, at } => {
-                    let r = PizzaOrderCompleted {
-                        store_id: store,
-                        store_order_id: id,
-                        date: 18500,
-                        status: "completed",
-                        rack_time_secs: 120,
-                        order_delivery_time_secs: 600,
-                    };
+                    let r = completed_record(store, id, 120, 600);
                     (&t.completed, store, at, self.framed(&t.completed, &r).await)
                 }
                 Event::Cancelled { store, id, at } => {
-                    let r = PizzaOrderCancelled {
-                        store_id: store,
-                        store_order_id: id,
-                        date: 18500,
-                        status: "cancelled",
-                    };
-                    (&t.cancelled, store, at, self.framed(&t.cancelled, &r).await)
+                    let buf = self
+                        .framed(&t.cancelled, &cancelled_record(store, id))
+                        .await;
+                    (&t.cancelled, store, at, buf)
                 }
             };
             frames.push((topic.clone(), store.to_string(), at, buf));
