@@ -8,7 +8,7 @@ use std::fmt::Display;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{EmitOutcome, ExpiryKind, Metrics, RegistryOutcome};
+use super::{DeadLetterReason, EmitOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::domain::{EventTime, StoreId};
 
 /// How many events of one type are logged per window before the rest are only counted.
@@ -95,8 +95,7 @@ pub struct DeadLettered<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
-    /// One of [`super::DeadLetterReason`]'s names, ideally: it is a label value.
-    pub reason: &'static str,
+    pub reason: DeadLetterReason,
     pub error: &'a str,
 }
 
@@ -114,7 +113,7 @@ impl DeadLettered<'_> {
                 topic = self.topic,
                 partition = self.partition,
                 offset = self.offset,
-                reason = self.reason,
+                reason = self.reason.as_str(),
                 error = self.error,
                 "record dead-lettered"
             );

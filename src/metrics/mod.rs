@@ -87,45 +87,9 @@ impl EventOutcome {
     }
 }
 
-/// Why a record was dead-lettered (`waittimes_dead_letters_total{reason}`). [`DeadLettered`]
-/// takes the `&'static str` so callers may pass these or a reason of their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeadLetterReason {
-    /// Not Confluent framing: no magic byte, too short, or no value at all.
-    Framing,
-    /// The schema id is not in the registry.
-    UnknownSchema,
-    /// The writer schema cannot be resolved against our reader schema.
-    IncompatibleSchema,
-    /// The Avro body does not decode with its writer schema.
-    Malformed,
-    /// Decodes, but a value makes no sense (e.g. a non-positive store id).
-    InvalidValue,
-}
-
-impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 5] = [
-        DeadLetterReason::Framing,
-        DeadLetterReason::UnknownSchema,
-        DeadLetterReason::IncompatibleSchema,
-        DeadLetterReason::Malformed,
-        DeadLetterReason::InvalidValue,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterReason::Framing => "framing",
-            DeadLetterReason::UnknownSchema => "unknown_schema",
-            DeadLetterReason::IncompatibleSchema => "incompatible_schema",
-            DeadLetterReason::Malformed => "malformed",
-            DeadLetterReason::InvalidValue => "invalid_value",
-        }
-    }
-
-    fn index_of(reason: &str) -> Option<usize> {
-        Self::ALL.iter().position(|r| r.as_str() == reason)
-    }
-}
+/// Why a record was dead-lettered: the decoder's own type, the `reason` label of
+/// `waittimes_dead_letters_total` and the `waittimes.error.reason` header.
+pub use crate::wire::DeadLetterReason;
 
 /// Where a wait observation came from: the state's own type, the `source` label of
 /// `waittimes_observations_total`.
@@ -509,17 +473,17 @@ impl Metrics {
         }
     }
 
-    fn count_dead_letter(&self, topic: &str, reason: &'static str) {
-        match (self.kind_of(topic), DeadLetterReason::index_of(reason)) {
-            (Some(k), Some(r)) => {
-                self.inner.dead_letters_by_kind[k][r].inc();
+    fn count_dead_letter(&self, topic: &str, reason: DeadLetterReason) {
+        match self.kind_of(topic) {
+            Some(k) => {
+                self.inner.dead_letters_by_kind[k][reason as usize].inc();
             }
-            _ => {
+            None => {
                 self.inner
                     .dead_letters
                     .get_or_create(&TopicReason {
                         topic: topic.to_owned(),
-                        reason,
+                        reason: reason.as_str(),
                     })
                     .inc();
             }

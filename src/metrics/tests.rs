@@ -62,7 +62,7 @@ fn touch_everything(metrics: &Metrics, snapshot: &Answers, health: &Health) {
         topic: "pizza_orders_completed_avro",
         partition: 3,
         offset: 42,
-        reason: DeadLetterReason::Framing.as_str(),
+        reason: DeadLetterReason::Framing,
         error: "no magic byte",
     }
     .emit(metrics);
@@ -280,7 +280,7 @@ fn batch_and_other_topic_counting() {
         topic: "waittimes_avro",
         partition: 0,
         offset: 1,
-        reason: "something_new",
+        reason: DeadLetterReason::InvalidValue,
         error: "x",
     }
     .emit(&metrics);
@@ -299,7 +299,7 @@ fn batch_and_other_topic_counting() {
             1.0,
         ),
         (
-            r#"waittimes_dead_letters_total{topic="waittimes_avro",reason="something_new"}"#,
+            r#"waittimes_dead_letters_total{topic="waittimes_avro",reason="invalid_value"}"#,
             1.0,
         ),
     ];
@@ -452,7 +452,7 @@ fn every_dead_letter_is_counted_even_when_not_logged() {
             topic: "pizza_orders_avro",
             partition: 0,
             offset: i64::try_from(offset).unwrap(),
-            reason: DeadLetterReason::Malformed.as_str(),
+            reason: DeadLetterReason::Malformed,
             error: "bad",
         }
         .emit(&metrics);

@@ -10,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::metrics::Metrics;
+use crate::wire::DeadLetterReason;
 
 /// Header names on every dead letter.
 pub const HEADER_TOPIC: &str = "waittimes.source.topic";
@@ -28,7 +29,7 @@ pub struct DeadLetter<'a> {
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
     /// A small fixed set (a metric label).
-    pub reason: &'static str,
+    pub reason: DeadLetterReason,
     pub error: String,
 }
 
@@ -80,7 +81,7 @@ impl DeadLetters {
             })
             .insert(Header {
                 key: HEADER_REASON,
-                value: Some(letter.reason),
+                value: Some(letter.reason.as_str()),
             });
         if let Some(ts) = &timestamp {
             headers = headers.insert(Header {

@@ -23,7 +23,7 @@ use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
 use crate::shutdown::Shutdown;
 use crate::state::{Counters, IdHasherBuilder, IdMap, Outcome, State};
-use crate::wire::{DecodeError, Decoders, Registry};
+use crate::wire::{DeadLetterReason, DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
 const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -507,7 +507,7 @@ fn handle_message(
         dead_letter(
             input,
             msg,
-            "malformed",
+            DeadLetterReason::Malformed,
             "record has no value (a tombstone)".into(),
         );
         return None;
@@ -568,7 +568,7 @@ fn handle_message(
     None
 }
 
-fn dead_letter(input: &Input, msg: &BorrowedMessage<'_>, reason: &'static str, error: String) {
+fn dead_letter(input: &Input, msg: &BorrowedMessage<'_>, reason: DeadLetterReason, error: String) {
     let timestamp = msg.timestamp().to_millis();
     input.dead_letters.send(DeadLetter {
         topic: msg.topic(),

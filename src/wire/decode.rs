@@ -130,18 +130,56 @@ pub enum DecodeError {
     Invalid(String),
 }
 
-impl DecodeError {
-    /// A short, stable label for metrics and dead-letter headers: one of
-    /// `metrics::DeadLetterReason`'s, so `dead_letters_total{reason}` has one vocabulary.
-    pub fn reason(&self) -> &'static str {
+/// Why a record is dead-lettered (`waittimes_dead_letters_total{reason}`, the
+/// `waittimes.error.reason` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// Not Confluent framing: no magic byte, too short, or no value at all.
+    Framing,
+    /// The schema id is not in the registry.
+    UnknownSchema,
+    /// The writer schema cannot be resolved against our reader schema.
+    IncompatibleSchema,
+    /// The Avro body does not decode with its writer schema.
+    Malformed,
+    /// Decodes, but a value makes no sense (e.g. a non-positive store id).
+    InvalidValue,
+}
+
+impl DeadLetterReason {
+    pub const ALL: [DeadLetterReason; 5] = [
+        DeadLetterReason::Framing,
+        DeadLetterReason::UnknownSchema,
+        DeadLetterReason::IncompatibleSchema,
+        DeadLetterReason::Malformed,
+        DeadLetterReason::InvalidValue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
-            DecodeError::Framing(_) => "framing",
+            DeadLetterReason::Framing => "framing",
+            DeadLetterReason::UnknownSchema => "unknown_schema",
+            DeadLetterReason::IncompatibleSchema => "incompatible_schema",
+            DeadLetterReason::Malformed => "malformed",
+            DeadLetterReason::InvalidValue => "invalid_value",
+        }
+    }
+}
+
+impl DecodeError {
+    /// Why a record with this error is dead-lettered: one vocabulary from here to the metric
+    /// label and the dead letter's header.
+    pub fn reason(&self) -> DeadLetterReason {
+        match self {
+            DecodeError::Framing(_) => DeadLetterReason::Framing,
             DecodeError::UnknownSchemaId(_) | DecodeError::SchemaUnavailable { .. } => {
-                "unknown_schema"
+                DeadLetterReason::UnknownSchema
             }
-            DecodeError::Incompatible { .. } => "incompatible_schema",
-            DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. } => "malformed",
-            DecodeError::Invalid(_) => "invalid_value",
+            DecodeError::Incompatible { .. } => DeadLetterReason::IncompatibleSchema,
+            DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. } => {
+                DeadLetterReason::Malformed
+            }
+            DecodeError::Invalid(_) => DeadLetterReason::InvalidValue,
         }
     }
 

@@ -15,7 +15,7 @@ pub mod framing;
 mod registry;
 mod schema;
 
-pub use decode::{DecodeError, Decoders, MAX_DEPTH, Problem};
+pub use decode::{DeadLetterReason, DecodeError, Decoders, MAX_DEPTH, Problem};
 pub use encode::{
     OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord,
     encode_wait_times, encode_wait_times_into, put_double, put_int, put_long, put_str,
