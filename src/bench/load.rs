@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -35,31 +34,6 @@ fn load_headers() -> OwnedHeaders {
 
 /// How long the raw consumer may see no record before it gives up.
 const STALL: Duration = Duration::from_secs(60);
-
-/// Creates `topics` (existing ones are fine).
-pub(super) async fn create_topics(
-    config: &ClientConfig,
-    topics: &[&str],
-    partitions: i32,
-) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
-        .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(&new, &opts).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(Error::Failed(format!(
-                    "cannot create topic {topic}: {code}"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Step 1: the coherent simulation, as fast as the producer goes (`waittimes datagen --mode
 /// sim --speed 0 --rate 0 --count N`), in process.

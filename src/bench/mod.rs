@@ -240,7 +240,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     let run_id = format!("bench_{}_{}", now_ms(), std::process::id());
     let topics = Topics::new(&run_id);
     let admin = config.admin_config();
-    load::create_topics(&admin, &topics.all(), 3).await?;
+    crate::datagen::create_topics(&admin, &topics.all(), 3, -1, &[]).await?;
 
     // 1. Preload.
     say(format!(
@@ -350,7 +350,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         args.open_orders
     ));
     let mem_topics = Topics::new(&format!("{run_id}_mem"));
-    load::create_topics(&admin, &mem_topics.all(), 3).await?;
+    crate::datagen::create_topics(&admin, &mem_topics.all(), 3, -1, &[]).await?;
     let mem_cfg =
         service::ServiceConfig::new(&args, &config, &mem_topics, &format!("{run_id}_mem"));
     let mut mem_svc = service::Service::spawn(&mem_cfg, &work.join("service-mem.log"))?;

@@ -461,7 +461,16 @@ pub async fn run_with_config(config: &Config, args: DatagenArgs) -> Result<Summa
             );
             topic_config.push((TIMESTAMP_AFTER_MAX, i64::MAX.to_string()));
         }
-        create_topics(config, &args.connection, &topics, &topic_config).await?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let c = &args.connection;
+        create_topics(
+            &config.admin_config(),
+            &names,
+            c.partitions,
+            c.replication_factor,
+            &topic_config,
+        )
+        .await?;
     }
     let registry = Registry::new(config.registry_settings())?;
     let config = producer_config(config);
@@ -613,7 +622,15 @@ pub async fn seed_priors(args: SeedPriorsArgs) -> Result<(), Error> {
     config.log_warnings();
     let topic = config.topics.wait_times.as_str();
     if args.connection.create_topics {
-        create_topics(&config, &args.connection, &[topic.to_string()], &[]).await?;
+        let c = &args.connection;
+        create_topics(
+            &config.admin_config(),
+            &[topic],
+            c.partitions,
+            c.replication_factor,
+            &[],
+        )
+        .await?;
     }
     let registry = Registry::new(config.registry_settings())?;
     let schema_id = registry
@@ -774,23 +791,21 @@ fn producer_config(config: &Config) -> ClientConfig {
     c
 }
 
-/// Creates those of `topics` that do not exist yet, with `topic_config`.
-async fn create_topics(
-    config: &Config,
-    c: &ConnectionArgs,
-    topics: &[String],
+/// Creates those of `topics` that do not exist yet, with `topic_config` (existing ones are left
+/// as they are). The one topic creation of the crate: `datagen`, `seed-priors` and the bench.
+pub(crate) async fn create_topics(
+    admin: &ClientConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication_factor: i32,
     topic_config: &[(&str, String)],
 ) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = config.admin_config().create()?;
+    let admin: AdminClient<DefaultClientContext> = admin.create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
             topic_config.iter().fold(
-                NewTopic::new(
-                    t,
-                    c.partitions,
-                    TopicReplication::Fixed(c.replication_factor),
-                ),
+                NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)),
                 |topic, (k, v)| topic.set(k, v),
             )
         })
