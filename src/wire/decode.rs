@@ -1103,5 +1103,4 @@ fn duration(slots: &Slots, slot: usize, name: &str) -> Result<Option<i32>, Decod
 }
 
 #[cfg(test)]
-#[path = "decode_tests.rs"]
 mod tests;
