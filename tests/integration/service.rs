@@ -433,14 +433,16 @@ async fn coherent_lifecycles_give_exact_wait_times() {
         p.completed(&t, 1, 100 + i, 200, 1500, placed + (11 + i as i64) * MINUTE)
             .await;
     }
-    // Store 2: two completions (20 and 30 minutes), one cancellation, one order still open.
+    // Store 2: two completions (6 and 8 minutes), one cancellation, one order still open. All
+    // within the match TTL (10 min) of each other: the broker may deliver the three topics in
+    // any interleaving, and a completion read before its order must still be matched.
     p.order(&t, 2, 1, base).await;
     p.order(&t, 2, 2, base + MINUTE).await;
     p.order(&t, 2, 3, base + 2 * MINUTE).await;
     p.order(&t, 2, 4, base + 3 * MINUTE).await;
-    p.completed(&t, 2, 1, 200, 1500, base + 20 * MINUTE).await;
-    p.completed(&t, 2, 2, 200, 1500, base + 31 * MINUTE).await;
-    p.cancelled(&t, 2, 3, base + 10 * MINUTE).await;
+    p.completed(&t, 2, 1, 200, 1500, base + 6 * MINUTE).await;
+    p.completed(&t, 2, 2, 200, 1500, base + 9 * MINUTE).await;
+    p.cancelled(&t, 2, 3, base + 5 * MINUTE).await;
 
     let svc = Service::start(&t).await;
     svc.wait_ready().await;
@@ -457,6 +459,7 @@ async fn coherent_lifecycles_give_exact_wait_times() {
     let s2 = svc.wait_for_store(2, |b| b["observations"] == 2).await;
     assert_eq!(s2["open_orders"], 1, "{s2}");
     assert_eq!(s2["basis"], "live");
+    assert_eq!(s2["wait_time_minutes"], 7, "measured 6 and 8 minutes: {s2}");
     assert_eq!(
         s2["cancellation_rate"].as_f64().map(|r| (r * 3.0).round()),
         Some(1.0),
