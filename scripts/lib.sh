@@ -441,22 +441,28 @@ wait_node() { # dir port advertised timeout_s
     done
 }
 
-stop_node() { # dir [signal]
-    local dir=$1 sig=${2:-TERM} pid waited=0
-    if ! pid=$(broker_pid "$dir"); then
-        rm -f "$dir/broker.pid"
-        return 0
-    fi
+# Sends `signal` to pid and waits until it has exited: SIGKILL after $STACK_STOP_TIMEOUT s.
+terminate() { # name pid signal
+    local name=$1 pid=$2 sig=$3 waited=0
     kill "-$sig" "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null && ((waited < STACK_STOP_TIMEOUT * 10)); do
         sleep 0.1
         waited=$((waited + 1))
     done
     if kill -0 "$pid" 2>/dev/null; then
-        log "broker ($dir): still running ${STACK_STOP_TIMEOUT}s after SIG$sig, sending SIGKILL"
+        log "$name: still running ${STACK_STOP_TIMEOUT}s after SIG$sig, sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     fi
+}
+
+stop_node() { # dir [signal]
+    local dir=$1 sig=${2:-TERM} pid
+    if ! pid=$(broker_pid "$dir"); then
+        rm -f "$dir/broker.pid"
+        return 0
+    fi
+    terminate "broker ($dir)" "$pid" "$sig"
     rm -f "$dir/broker.pid"
     log "broker ($dir): stopped (pid $pid)"
 }
@@ -576,7 +582,7 @@ start_registry() {
 }
 
 stop_registry() { # [just-started]
-    local pid waited=0
+    local pid
     if [[ ${1:-} == just-started ]] && alive schema-registry; then
         pid=$(<"$STACK_RUN/schema-registry.pid")
     elif ! pid=$(running_pid schema-registry "$RIVVEN_BIN"); then
@@ -588,16 +594,7 @@ stop_registry() { # [just-started]
         fi
         return 0
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((waited < STACK_STOP_TIMEOUT * 10)); do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "schema-registry: still running ${STACK_STOP_TIMEOUT}s after SIGTERM, sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.2
-    fi
+    terminate schema-registry "$pid" TERM
     rm -f "$STACK_RUN/schema-registry.pid"
     log "schema-registry: stopped (pid $pid)"
 }
