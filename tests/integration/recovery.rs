@@ -31,7 +31,7 @@ pub enum Event {
 }
 
 impl Event {
-    fn at(&self) -> i64 {
+    pub fn at(&self) -> i64 {
         match *self {
             Event::Order { at, .. } | Event::Completed { at, .. } | Event::Cancelled { at, .. } => {
                 at

@@ -136,9 +136,7 @@ async fn ready_means_every_batched_record_and_prior_is_applied() {
             i64::from(store % 17 + 3),
         ));
     }
-    events.sort_by_key(|e| match *e {
-        Event::Order { at, .. } | Event::Completed { at, .. } | Event::Cancelled { at, .. } => at,
-    });
+    events.sort_by_key(Event::at);
     p.batch(&t, &events).await;
     let probe: BaseConsumer = common::client_config()
         .set("group.id", common::unique("probe"))

@@ -184,6 +184,16 @@ impl Service {
 
 use crate::common::now_ms;
 
+/// Waits for every enqueued record's acknowledgement; fails the test on the first error.
+async fn acknowledged(pending: Vec<rdkafka::producer::DeliveryFuture>) {
+    for delivery in pending {
+        delivery
+            .await
+            .expect("delivery future")
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    }
+}
+
 fn order_record(store: i32, id: i32) -> PizzaOrder<'static> {
     PizzaOrder {
         store_id: store,
@@ -326,12 +336,7 @@ impl Producer {
                     .unwrap_or_else(|(e, _)| panic!("enqueue to {topic}: {e}"))
             })
             .collect();
-        for delivery in pending {
-            delivery
-                .await
-                .expect("delivery future")
-                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-        }
+        acknowledged(pending).await;
     }
 
     async fn framed<R: UpstreamRecord>(&mut self, topic: &str, r: &R) -> Vec<u8> {
@@ -360,12 +365,7 @@ impl Producer {
                     .unwrap_or_else(|(e, _)| panic!("enqueue a prior: {e}"))
             })
             .collect();
-        for delivery in pending {
-            delivery
-                .await
-                .expect("delivery future")
-                .unwrap_or_else(|(e, _)| panic!("produce a prior: {e}"));
-        }
+        acknowledged(pending).await;
     }
 
     /// Seeds the wait-times topic the workshop's way: values only, no key.
