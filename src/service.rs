@@ -85,9 +85,15 @@ pub async fn run_with_listener(
         answers.clone(),
         health.clone(),
     );
-    let server = serve_http(&config, listener, &answers, &health, &metrics, &shutdown);
+    let shared = Shared {
+        metrics,
+        health: health.clone(),
+        answers,
+        shutdown: shutdown.clone(),
+    };
+    let server = serve_http(&config, listener, &shared);
 
-    let started = start(&config, &metrics, &health, &answers, &shutdown);
+    let started = start(&config, &shared);
     tokio::pin!(started);
     tokio::pin!(signal);
     let running = tokio::select! {
@@ -121,6 +127,14 @@ pub async fn run_with_listener(
     Ok(())
 }
 
+/// What every part of the running service shares.
+struct Shared {
+    metrics: Metrics,
+    health: Arc<Health>,
+    answers: Answers,
+    shutdown: Shutdown,
+}
+
 /// What runs after start-up.
 struct Running {
     input: std::thread::JoinHandle<State>,
@@ -134,10 +148,7 @@ struct Running {
 fn serve_http(
     config: &Config,
     listener: tokio::net::TcpListener,
-    answers: &Answers,
-    health: &Arc<Health>,
-    metrics: &Metrics,
-    shutdown: &Shutdown,
+    shared: &Shared,
 ) -> tokio::task::JoinHandle<std::result::Result<(), http::Error>> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "http listening");
@@ -146,31 +157,27 @@ fn serve_http(
         request_timeout: config.http.request_timeout,
         ..Default::default()
     };
-    let app = AppState::new(answers.clone(), health.clone(), metrics.clone()).with_limits(limits);
-    let shutdown = shutdown.clone();
+    let app = AppState::new(
+        shared.answers.clone(),
+        shared.health.clone(),
+        shared.metrics.clone(),
+    )
+    .with_limits(limits);
+    let shutdown = shared.shutdown.clone();
     tokio::spawn(http::serve(listener, app, async move {
         shutdown.triggered().await
     }))
 }
 
-async fn start(
-    config: &Config,
-    metrics: &Metrics,
-    health: &Arc<Health>,
-    answers: &Answers,
-    shutdown: &Shutdown,
-) -> Result<Running> {
+async fn start(config: &Config, shared: &Shared) -> Result<Running> {
+    let (metrics, health) = (&shared.metrics, &shared.health);
     let registry = Arc::new(Registry::new(config.registry_settings())?);
     let producer: FutureProducer = config.producer_config().create()?;
     let schema_id = register_output_schema(config, health, &registry).await?;
     let priors = load_priors(config, health, metrics, &registry).await?;
     let failed = Arc::new(AtomicBool::new(false));
-    let input = spawn_input(
-        config, metrics, health, answers, shutdown, &registry, &producer, &priors, &failed,
-    )?;
-    let emitter = spawn_emitter(
-        config, metrics, health, answers, shutdown, &producer, schema_id, priors,
-    );
+    let input = spawn_input(config, shared, &registry, &producer, &priors, &failed)?;
+    let emitter = spawn_emitter(config, shared, &producer, schema_id, priors);
     Ok(Running {
         input,
         emitter,
@@ -245,18 +252,20 @@ async fn load_priors(
 }
 
 /// The consumer thread: the single owner of the state.
-#[allow(clippy::too_many_arguments)]
 fn spawn_input(
     config: &Config,
-    metrics: &Metrics,
-    health: &Arc<Health>,
-    answers: &Answers,
-    shutdown: &Shutdown,
+    shared: &Shared,
     registry: &Arc<Registry>,
     producer: &FutureProducer,
     priors: &priors::Priors,
     failed: &Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<State>> {
+    let Shared {
+        metrics,
+        health,
+        answers,
+        shutdown,
+    } = shared;
     let topics = &config.topics;
     let mut state = State::new(state_config(config));
     for (store, minutes) in &priors.values {
@@ -309,13 +318,9 @@ fn spawn_input(
         .map_err(|e| pipeline::Error::Thread(e.to_string()).into())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn spawn_emitter(
     config: &Config,
-    metrics: &Metrics,
-    health: &Arc<Health>,
-    answers: &Answers,
-    shutdown: &Shutdown,
+    shared: &Shared,
     producer: &FutureProducer,
     schema_id: u32,
     priors: priors::Priors,
@@ -324,13 +329,13 @@ fn spawn_emitter(
         producer: producer.clone(),
         topic: config.topics.wait_times.clone(),
         schema_id,
-        answers: answers.clone(),
-        health: health.clone(),
+        answers: shared.answers.clone(),
+        health: shared.health.clone(),
         interval: config.output.emit_interval,
-        metrics: metrics.clone(),
+        metrics: shared.metrics.clone(),
         published: priors.values,
     };
-    tokio::spawn(emitter.run(shutdown.clone()))
+    tokio::spawn(emitter.run(shared.shutdown.clone()))
 }
 
 /// Stops what [`start`] started, each step bounded: the consumer thread (it commits), the
