@@ -37,7 +37,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::answers::Answers;
 use crate::domain::{Basis, EventTime, StoreId, StoreWait};
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 
 /// The content type of `/metrics`. The text is OpenMetrics (that is all `prometheus-client`
 /// writes: `# EOF`, `# UNIT`, `info` types, `_total` only on counter samples), and Prometheus
@@ -419,7 +419,11 @@ async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Res
         }
     };
     let response = json_error_body(response, &method);
-    app.metrics.http_request(&route, response.status().as_u16());
+    metrics::HttpRequestServed {
+        route: &route,
+        status: response.status().as_u16(),
+    }
+    .emit(&app.metrics);
     response
 }
 

@@ -92,8 +92,17 @@ fn populated_metrics() -> Metrics {
         health.clone(),
     );
     health.set_ok(Condition::CaughtUp);
-    metrics.set_consumer_lag("pizza_orders_avro", 0, 0);
-    metrics.http_request("/stores/{id}/wait", 200);
+    crate::metrics::PartitionLag {
+        topic: "pizza_orders_avro",
+        partition: 0,
+        lag: 0,
+    }
+    .emit(&metrics);
+    crate::metrics::HttpRequestServed {
+        route: "/stores/{id}/wait",
+        status: 200,
+    }
+    .emit(&metrics);
     snapshot.publish(StoreWait::without_events(3, Some(7)));
     metrics
 }

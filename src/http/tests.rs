@@ -297,8 +297,18 @@ async fn ready_is_503_with_reasons_until_every_condition_holds() {
 async fn metrics_are_openmetrics_with_every_family() {
     let f = fixture();
     f.snapshot.publish(wait(3));
-    f.metrics.event(InputKind::Orders, EventOutcome::Applied);
-    f.metrics.set_consumer_lag("orders_topic", 0, 1);
+    crate::metrics::RecordsConsumed {
+        kind: InputKind::Orders,
+        outcome: EventOutcome::Applied,
+        count: 1,
+    }
+    .emit(&f.metrics);
+    crate::metrics::PartitionLag {
+        topic: "orders_topic",
+        partition: 0,
+        lag: 1,
+    }
+    .emit(&f.metrics);
     let router = router(f.app);
     // Produce an HTTP request sample first.
     get_(&router, "/stores/3/wait").await;

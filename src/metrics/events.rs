@@ -8,8 +8,11 @@ use std::fmt::Display;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{DeadLetterReason, EmitOutcome, ExpiryKind, Metrics, RegistryOutcome};
-use crate::domain::{EventTime, StoreId};
+use super::{
+    DeadLetterReason, EmitOutcome, EventOutcome, ExpiryKind, Metrics, ObservationSource,
+    RegistryOutcome,
+};
+use crate::domain::{EventTime, InputKind, StoreId};
 
 /// How many events of one type are logged per window before the rest are only counted.
 pub const LOGS_PER_WINDOW: u32 = 10;
@@ -78,13 +81,57 @@ impl LogLimiter {
     }
 }
 
-/// One limiter per noisy event type.
+/// One limiter per event type that can come in floods (failures, and successes logged at
+/// debug that happen per batch or per request).
 #[derive(Debug, Default)]
 pub(crate) struct Limiters {
     dead_letters: LogLimiter,
     dead_letter_failures: LogLimiter,
     emit_failures: LogLimiter,
     registry_failures: LogLimiter,
+    registry_answers: LogLimiter,
+    records: LogLimiter,
+    http_requests: LogLimiter,
+}
+
+/// The level a rate-limited event logs at (its summary line of suppressed events too).
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    Debug,
+    Warn,
+    Error,
+}
+
+/// The one place rate limiting happens: when `limiter` admits the event, first says how many
+/// `what` the previous window suppressed (if any), then runs `log`.
+fn limited(limiter: &LogLimiter, level: Level, what: &str, log: impl FnOnce()) {
+    let enabled = match level {
+        Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+        Level::Warn | Level::Error => true,
+    };
+    if !enabled {
+        return;
+    }
+    let Admission::Log { suppressed_before } = limiter.admit() else {
+        return;
+    };
+    if suppressed_before > 0 {
+        match level {
+            Level::Debug => tracing::debug!(
+                suppressed = suppressed_before,
+                "{suppressed_before} more {what} in the previous minute were not logged"
+            ),
+            Level::Warn => tracing::warn!(
+                suppressed = suppressed_before,
+                "{suppressed_before} more {what} in the previous minute were not logged"
+            ),
+            Level::Error => tracing::error!(
+                suppressed = suppressed_before,
+                "{suppressed_before} more {what} in the previous minute were not logged"
+            ),
+        }
+    }
+    log();
 }
 
 /// A record went to the dead-letter topic. Counts `waittimes_dead_letters_total{topic,reason}`
@@ -102,22 +149,21 @@ pub struct DeadLettered<'a> {
 impl DeadLettered<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.count_dead_letter(self.topic, self.reason);
-        if let Admission::Log { suppressed_before } = metrics.limiters().dead_letters.admit() {
-            if suppressed_before > 0 {
+        limited(
+            &metrics.limiters().dead_letters,
+            Level::Warn,
+            "dead letters",
+            || {
                 tracing::warn!(
-                    suppressed = suppressed_before,
-                    "{suppressed_before} more dead letters in the previous minute were not logged"
+                    topic = self.topic,
+                    partition = self.partition,
+                    offset = self.offset,
+                    reason = self.reason.as_str(),
+                    error = self.error,
+                    "record dead-lettered"
                 );
-            }
-            tracing::warn!(
-                topic = self.topic,
-                partition = self.partition,
-                offset = self.offset,
-                reason = self.reason.as_str(),
-                error = self.error,
-                "record dead-lettered"
-            );
-        }
+            },
+        );
     }
 }
 
@@ -132,17 +178,12 @@ pub struct DeadLetterFailed<'a> {
 impl DeadLetterFailed<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.inner.dead_letter_failures.inc();
-        if let Admission::Log { suppressed_before } =
-            metrics.limiters().dead_letter_failures.admit()
-        {
-            if suppressed_before > 0 {
-                tracing::error!(
-                    suppressed = suppressed_before,
-                    "{suppressed_before} more dead-letter write failures in the previous minute were not logged"
-                );
-            }
-            tracing::error!(error = %self.error, "could not write a dead letter");
-        }
+        limited(
+            &metrics.limiters().dead_letter_failures,
+            Level::Error,
+            "dead-letter write failures",
+            || tracing::error!(error = %self.error, "could not write a dead letter"),
+        );
     }
 }
 
@@ -183,15 +224,12 @@ pub struct EmitFailed<'a> {
 impl EmitFailed<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.emitted(EmitOutcome::Failed);
-        if let Admission::Log { suppressed_before } = metrics.limiters().emit_failures.admit() {
-            if suppressed_before > 0 {
-                tracing::warn!(
-                    suppressed = suppressed_before,
-                    "{suppressed_before} more publish failures in the previous minute were not logged"
-                );
-            }
-            tracing::warn!(store_id = self.store_id, error = %self.error, "could not publish a wait time");
-        }
+        limited(
+            &metrics.limiters().emit_failures,
+            Level::Warn,
+            "publish failures",
+            || tracing::warn!(store_id = self.store_id, error = %self.error, "could not publish a wait time"),
+        );
     }
 }
 
@@ -209,20 +247,19 @@ pub struct SchemaRegistryFailed<'a> {
 impl SchemaRegistryFailed<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.schema_registry_request(self.outcome);
-        if let Admission::Log { suppressed_before } = metrics.limiters().registry_failures.admit() {
-            if suppressed_before > 0 {
+        limited(
+            &metrics.limiters().registry_failures,
+            Level::Warn,
+            "schema registry failures",
+            || {
                 tracing::warn!(
-                    suppressed = suppressed_before,
-                    "{suppressed_before} more schema registry failures in the previous minute were not logged"
+                    schema_id = self.schema_id,
+                    outcome = self.outcome.as_str(),
+                    error = %self.error,
+                    "schema registry request failed"
                 );
-            }
-            tracing::warn!(
-                schema_id = self.schema_id,
-                outcome = self.outcome.as_str(),
-                error = %self.error,
-                "schema registry request failed"
-            );
-        }
+            },
+        );
     }
 }
 
@@ -260,5 +297,174 @@ impl OrdersExpired {
         }
         metrics.expired(self.kind, self.count);
         tracing::debug!(kind = self.kind.as_str(), count = self.count, "expired");
+    }
+}
+
+/// Consumed records of one input kind with one outcome, counted per batch (the consumer thread
+/// tallies a batch before it publishes answers). Counts `waittimes_events_total{topic,outcome}`;
+/// logs at debug, rate-limited.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordsConsumed {
+    pub kind: InputKind,
+    pub outcome: EventOutcome,
+    pub count: u64,
+}
+
+impl RecordsConsumed {
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
+        metrics.events(self.kind, self.outcome, self.count);
+        limited(
+            &metrics.limiters().records,
+            Level::Debug,
+            "record batches",
+            || {
+                tracing::debug!(
+                    topic = metrics.topic(self.kind),
+                    outcome = self.outcome.as_str(),
+                    count = self.count,
+                    "records consumed"
+                );
+            },
+        );
+    }
+}
+
+/// One record was applied to the state. Observes `waittimes_processing_latency_seconds` from
+/// its timestamp once caught up (see [`Metrics::observe_processing_latency`]); per record, so
+/// it logs at trace only.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordApplied {
+    pub record_timestamp_ms: EventTime,
+    pub now_ms: i64,
+}
+
+impl RecordApplied {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.observe_processing_latency(self.record_timestamp_ms, self.now_ms);
+        tracing::trace!(
+            record_timestamp_ms = self.record_timestamp_ms,
+            "record applied"
+        );
+    }
+}
+
+/// Wait observations added to the windows since the last refresh. Counts
+/// `waittimes_observations_total{source}`; logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservationsRecorded {
+    pub source: ObservationSource,
+    pub count: u64,
+}
+
+impl ObservationsRecorded {
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
+        metrics.observations(self.source, self.count);
+        tracing::debug!(
+            source = ?self.source,
+            count = self.count,
+            "observations recorded"
+        );
+    }
+}
+
+/// The state's sizes after a refresh. Sets `waittimes_open_orders` and
+/// `waittimes_held_terminals`; logs at trace (it is a level, not an occurrence).
+#[derive(Debug, Clone, Copy)]
+pub struct StateSized {
+    pub open_orders: u64,
+    pub held_terminals: u64,
+}
+
+impl StateSized {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.set_open_orders(self.open_orders);
+        metrics.set_held_terminals(self.held_terminals);
+        tracing::trace!(
+            open_orders = self.open_orders,
+            held_terminals = self.held_terminals,
+            "state sized"
+        );
+    }
+}
+
+/// The client's statistics reported a partition's lag. Sets
+/// `waittimes_consumer_lag_records{topic,partition}`; logs at trace.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionLag<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub lag: i64,
+}
+
+impl PartitionLag<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.set_consumer_lag(self.topic, self.partition, self.lag);
+        tracing::trace!(
+            topic = self.topic,
+            partition = self.partition,
+            lag = self.lag,
+            "consumer lag"
+        );
+    }
+}
+
+/// A rebalance took partitions away. Drops their lag series, so a partition another instance
+/// now owns is not counted twice in a sum over instances nor alerts from here; logs at info.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionsRevoked<'a> {
+    pub partitions: &'a [(String, i32)],
+}
+
+impl PartitionsRevoked<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        for (topic, partition) in self.partitions {
+            metrics.remove_consumer_lag(topic, *partition);
+        }
+        tracing::info!(partitions = self.partitions.len(), "partitions revoked");
+    }
+}
+
+/// The Schema Registry answered a lookup. Counts
+/// `waittimes_schema_registry_requests_total{outcome="ok"}`; logs at debug, rate-limited.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaFetched {
+    pub schema_id: u32,
+}
+
+impl SchemaFetched {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.schema_registry_request(RegistryOutcome::Ok);
+        limited(
+            &metrics.limiters().registry_answers,
+            Level::Debug,
+            "schema lookups",
+            || tracing::debug!(schema_id = self.schema_id, "writer schema fetched"),
+        );
+    }
+}
+
+/// An HTTP request was answered. Counts `waittimes_http_requests_total{route,status}` (the
+/// matched route template, never the raw path); logs at debug, rate-limited.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequestServed<'a> {
+    pub route: &'a str,
+    pub status: u16,
+}
+
+impl HttpRequestServed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.http_request(self.route, self.status);
+        limited(
+            &metrics.limiters().http_requests,
+            Level::Debug,
+            "HTTP requests",
+            || tracing::debug!(route = self.route, status = self.status, "request served"),
+        );
     }
 }

@@ -8,14 +8,16 @@
 //! time, so `/metrics` can never disagree with `/stores` or `/health/ready`, and a store that
 //! disappears from the answers disappears from the metrics.
 //!
-//! Things that should also be logged have an event type in [`events`] (re-exported here) whose
-//! `emit` counts and logs in one call, rate-limited where a flood is possible.
+//! Every update goes through an event type in [`events`] (re-exported here) whose `emit` counts
+//! and logs in one call, rate-limited where a flood is possible; the setters below are private
+//! to this room, so nothing outside it can count without the event being logged too.
 
 pub mod events;
 
 pub use events::{
-    DeadLetterFailed, DeadLettered, EmitFailed, OrdersExpired, PriorsLoaded, SchemaRegistryFailed,
-    WaitPublished,
+    DeadLetterFailed, DeadLettered, EmitFailed, HttpRequestServed, ObservationsRecorded,
+    OrdersExpired, PartitionLag, PartitionsRevoked, PriorsLoaded, RecordApplied, RecordsConsumed,
+    SchemaFetched, SchemaRegistryFailed, StateSized, WaitPublished,
 };
 
 use std::fmt;
@@ -434,7 +436,6 @@ impl Metrics {
     }
 
     /// The configured name of an input topic (the `topic` label).
-    #[cfg(test)]
     pub fn topic(&self, kind: InputKind) -> &str {
         &self.inner.topics[kind as usize]
     }
@@ -443,19 +444,19 @@ impl Metrics {
     ///
     /// For dead letters emit [`DeadLettered`] instead, which counts the record here too.
     #[cfg(test)]
-    pub fn event(&self, kind: InputKind, outcome: EventOutcome) {
+    fn event(&self, kind: InputKind, outcome: EventOutcome) {
         self.inner.events_by_kind[kind as usize][outcome as usize].inc();
     }
 
     /// Counts `n` consumed records with the same outcome (for batch-wise counting).
-    pub fn events(&self, kind: InputKind, outcome: EventOutcome, n: u64) {
+    fn events(&self, kind: InputKind, outcome: EventOutcome, n: u64) {
         self.inner.events_by_kind[kind as usize][outcome as usize].inc_by(n);
     }
 
     /// Counts a record of a topic that is not one of the three inputs (e.g. the output topic
     /// read for priors). Hashes the label set: not for the hot path.
     #[cfg(test)]
-    pub fn event_on_topic(&self, topic: &str, outcome: EventOutcome) {
+    fn event_on_topic(&self, topic: &str, outcome: EventOutcome) {
         self.events_counter(topic, outcome).inc();
     }
 
@@ -493,17 +494,17 @@ impl Metrics {
 
     /// Counts one wait observation.
     #[cfg(test)]
-    pub fn observation(&self, source: ObservationSource) {
+    fn observation(&self, source: ObservationSource) {
         self.inner.observations[source as usize].inc();
     }
 
-    pub fn observations(&self, source: ObservationSource, n: u64) {
+    fn observations(&self, source: ObservationSource, n: u64) {
         self.inner.observations[source as usize].inc_by(n);
     }
 
     /// Sets a partition's lag. Takes a lock and hashes: call per poll batch or statistics
     /// callback, not per record.
-    pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+    fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
         self.inner
             .consumer_lag
             .get_or_create(&TopicPartition {
@@ -515,24 +516,18 @@ impl Metrics {
 
     /// Drops a partition's lag series (on revocation), so a partition another instance now
     /// owns does not keep reporting its last lag from here.
-    pub fn remove_consumer_lag(&self, topic: &str, partition: i32) {
+    fn remove_consumer_lag(&self, topic: &str, partition: i32) {
         self.inner.consumer_lag.remove(&TopicPartition {
             topic: topic.to_owned(),
             partition,
         });
     }
 
-    /// Drops every lag series (on losing the whole assignment).
-    #[cfg(test)]
-    pub fn clear_consumer_lag(&self) {
-        self.inner.consumer_lag.clear();
-    }
-
     /// Observes record timestamp → state applied, `now_ms` being the wall clock (read it once
     /// per batch). Skipped while [`Condition::CaughtUp`] does not hold: during a replay the
     /// record's age measures how far back the replay started, not how fast we process, and
     /// would drown the real latencies. A clock behind the record counts as zero.
-    pub fn observe_processing_latency(&self, record_timestamp_ms: EventTime, now_ms: i64) {
+    fn observe_processing_latency(&self, record_timestamp_ms: EventTime, now_ms: i64) {
         if self.inner.health.is_ok(Condition::CaughtUp) {
             self.inner
                 .processing_latency
@@ -542,41 +537,41 @@ impl Metrics {
 
     /// Observes stream time of the published answer → sent to the output topic (includes the
     /// debounce of `emit_interval`). [`WaitPublished`] calls it.
-    pub fn observe_emit_latency(&self, event_time_ms: EventTime, now_ms: i64) {
+    fn observe_emit_latency(&self, event_time_ms: EventTime, now_ms: i64) {
         self.inner
             .emit_latency
             .observe(latency_seconds(event_time_ms, now_ms));
     }
 
-    pub fn set_open_orders(&self, n: u64) {
+    fn set_open_orders(&self, n: u64) {
         self.inner.open_orders.set(saturating_i64(n));
     }
 
-    pub fn set_held_terminals(&self, n: u64) {
+    fn set_held_terminals(&self, n: u64) {
         self.inner.held_terminals.set(saturating_i64(n));
     }
 
     /// Counts expirations without logging (see [`OrdersExpired`] for the logged variant).
-    pub fn expired(&self, kind: ExpiryKind, n: u64) {
+    fn expired(&self, kind: ExpiryKind, n: u64) {
         self.inner.expired[kind as usize].inc_by(n);
     }
 
-    pub fn emitted(&self, outcome: EmitOutcome) {
+    fn emitted(&self, outcome: EmitOutcome) {
         self.inner.emits[outcome as usize].inc();
     }
 
-    pub fn set_priors_loaded(&self, n: u64) {
+    fn set_priors_loaded(&self, n: u64) {
         self.inner.priors_loaded.set(saturating_i64(n));
     }
 
     /// Counts one request to the Schema Registry (failures: see [`SchemaRegistryFailed`]).
-    pub fn schema_registry_request(&self, outcome: RegistryOutcome) {
+    fn schema_registry_request(&self, outcome: RegistryOutcome) {
         self.inner.registry_requests[outcome as usize].inc();
     }
 
     /// Counts one answered HTTP request; `route` is the matched route template (bounded), never
     /// the raw path.
-    pub fn http_request(&self, route: &str, status: u16) {
+    fn http_request(&self, route: &str, status: u16) {
         self.inner
             .http_requests
             .get_or_create(&HttpLabels {

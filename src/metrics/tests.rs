@@ -387,11 +387,20 @@ fn ready_gauge_follows_health() {
 }
 
 #[test]
-fn lag_series_can_be_removed() {
+fn revoked_partitions_lose_their_lag_series() {
     let (metrics, _, _) = setup();
-    metrics.set_consumer_lag("pizza_orders_avro", 0, 5);
-    metrics.set_consumer_lag("pizza_orders_avro", 1, 6);
-    metrics.remove_consumer_lag("pizza_orders_avro", 0);
+    for (partition, lag) in [(0, 5), (1, 6)] {
+        super::PartitionLag {
+            topic: "pizza_orders_avro",
+            partition,
+            lag,
+        }
+        .emit(&metrics);
+    }
+    super::PartitionsRevoked {
+        partitions: &[("pizza_orders_avro".to_owned(), 0)],
+    }
+    .emit(&metrics);
     let text = render(&metrics);
     assert_eq!(
         sample(
@@ -407,7 +416,10 @@ fn lag_series_can_be_removed() {
         ),
         Some(6.0)
     );
-    metrics.clear_consumer_lag();
+    super::PartitionsRevoked {
+        partitions: &[("pizza_orders_avro".to_owned(), 1)],
+    }
+    .emit(&metrics);
     assert!(!render(&metrics).contains("consumer_lag_records{"));
 }
 

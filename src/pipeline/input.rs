@@ -22,7 +22,7 @@ use crate::health::{Condition, Health};
 use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
 use crate::shutdown::Shutdown;
-use crate::state::{Counters, IdHasherBuilder, IdMap, Outcome, State};
+use crate::state::{Counters, IdHasherBuilder, IdMap, ObservationSource, Outcome, State};
 use crate::wire::{DeadLetterReason, DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
@@ -185,8 +185,12 @@ impl ClientContext for InputContext {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.desired && p.consumer_lag >= 0 {
-                    self.metrics
-                        .set_consumer_lag(topic, *partition, p.consumer_lag);
+                    metrics::PartitionLag {
+                        topic,
+                        partition: *partition,
+                        lag: p.consumer_lag,
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }
@@ -213,12 +217,10 @@ impl ConsumerContext for InputContext {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
-                tracing::info!(partitions = revoked.len(), "partitions revoked");
-                // A partition no longer ours keeps no lag series: summed over instances it
-                // would count twice, and alert for a partition nobody owns.
-                for (topic, partition) in &revoked {
-                    self.metrics.remove_consumer_lag(topic, *partition);
+                metrics::PartitionsRevoked {
+                    partitions: &revoked,
                 }
+                .emit(&self.metrics);
                 self.push(|p| p.revoked.extend(revoked));
                 if let Err(err) = consumer.unassign() {
                     tracing::error!(error = %err, "unassign failed");
@@ -474,9 +476,12 @@ impl EventCounts {
         for kind in InputKind::ALL {
             for outcome in EventOutcome::ALL {
                 let n = std::mem::take(&mut self.0[kind as usize][outcome as usize]);
-                if n > 0 {
-                    metrics.events(kind, outcome, n);
+                metrics::RecordsConsumed {
+                    kind,
+                    outcome,
+                    count: n,
                 }
+                .emit(metrics);
             }
         }
     }
@@ -516,7 +521,7 @@ fn handle_message(
         Err(DecodeError::UnknownSchemaId(id)) => {
             match input.runtime.block_on(input.registry.schema_by_id(id)) {
                 Ok(schema) => {
-                    input.metrics.schema_registry_request(RegistryOutcome::Ok);
+                    metrics::SchemaFetched { schema_id: id }.emit(&input.metrics);
                     input.decoders.learn(id, &schema);
                     input.decoders.decode(kind, payload)
                 }
@@ -558,7 +563,11 @@ fn handle_message(
             // The histogram only observes once caught up; reading the wall clock per record
             // during a replay cost ~10 % of the consumer thread (profiled), so check first.
             if input.health.is_ok(Condition::CaughtUp) {
-                input.metrics.observe_processing_latency(at, now_ms());
+                metrics::RecordApplied {
+                    record_timestamp_ms: at,
+                    now_ms: now_ms(),
+                }
+                .emit(&input.metrics);
             }
         }
         Err(err) => {
@@ -620,7 +629,7 @@ fn retry_blocked(
         let result = input.runtime.block_on(input.registry.schema_by_id(id));
         let settled = match result {
             Ok(schema) => {
-                input.metrics.schema_registry_request(RegistryOutcome::Ok);
+                metrics::SchemaFetched { schema_id: id }.emit(&input.metrics);
                 input.decoders.learn(id, &schema);
                 true
             }
@@ -682,10 +691,16 @@ impl Totals {
             count: delta(&mut self.expired_held, c.expired_held_total),
         }
         .emit(metrics);
-        let measured = delta(&mut self.measured, c.observations_measured_total);
-        metrics.observations(metrics::ObservationSource::Measured, measured);
-        let reported = delta(&mut self.reported, c.observations_reported_total);
-        metrics.observations(metrics::ObservationSource::Reported, reported);
+        metrics::ObservationsRecorded {
+            source: ObservationSource::Measured,
+            count: delta(&mut self.measured, c.observations_measured_total),
+        }
+        .emit(metrics);
+        metrics::ObservationsRecorded {
+            source: ObservationSource::Reported,
+            count: delta(&mut self.reported, c.observations_reported_total),
+        }
+        .emit(metrics);
     }
 }
 
@@ -711,8 +726,11 @@ fn refresh(
         }
     }
     let c = input.state.counters();
-    input.metrics.set_open_orders(c.open_orders);
-    input.metrics.set_held_terminals(c.held_terminals);
+    metrics::StateSized {
+        open_orders: c.open_orders,
+        held_terminals: c.held_terminals,
+    }
+    .emit(&input.metrics);
     totals.add_deltas(&input.metrics, &c);
 }
 
