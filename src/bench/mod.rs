@@ -10,7 +10,9 @@
 //!    (probe stores whose first answer is timed end to end);
 //! 5. resident memory: idle, and with many open orders;
 //! 6. HTTP with `wrk`, idle and while ingesting;
-//! 7. the Quix Streams peer over the same input (bench/peers/quix), if present.
+//! 7. the Quix Streams peer over the same input (bench/peers/quix), if present;
+//! 8. scale: the catch-up rate with the same number of events over 10, 1,000 and 100,000
+//!    stores, each beside the raw consume rate of its own records.
 //!
 //! The service runs as a child process so its memory is its own and the code path is exactly
 //! `waittimes run`. Performance is measured and reported here, never asserted in tests.
@@ -20,6 +22,7 @@ mod latency;
 mod load;
 mod peer;
 mod report;
+mod scale;
 mod service;
 mod watch;
 mod wrk;
@@ -80,6 +83,14 @@ pub struct BenchArgs {
     /// connection busy, so each one beyond what the service serves in parallel adds queueing.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_connections: u32,
+
+    /// Scale step: the store counts to replay (comma-separated; empty skips the step).
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,100000")]
+    pub scale_stores: Vec<u32>,
+
+    /// Scale step: events per store count.
+    #[arg(long, default_value_t = 500_000)]
+    pub scale_events: u64,
 
     /// Do not run the Quix Streams peer.
     #[arg(long)]
@@ -228,6 +239,14 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
             "--events, --steady-rate and --steady-seconds must be at least 1".into(),
         ));
     }
+    if !args.scale_stores.is_empty() && args.scale_events == 0 {
+        return Err(Error::Failed("--scale-events must be at least 1".into()));
+    }
+    if let Some(bad) = args.scale_stores.iter().find(|&&n| n == 0 || n > 1_000_000) {
+        return Err(Error::Failed(format!(
+            "--scale-stores: {bad} is not a store count between 1 and 1,000,000"
+        )));
+    }
     if args.http_connections < args.http_threads {
         return Err(Error::Failed(
             "--http-connections must be at least --http-threads (wrk gives each thread one)".into(),
@@ -244,7 +263,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
 
     // 1. Preload.
     say(format!(
-        "1/7 preloading {} simulated events ({} stores) into {}_*",
+        "1/8 preloading {} simulated events ({} stores) into {}_*",
         args.events, args.stores, run_id
     ));
     let preload = load::preload(&args, &config, &topics).await?;
@@ -262,7 +281,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     let service_cfg =
         service::ServiceConfig::new(&args, &config, &topics, &format!("{run_id}_service"));
     let base = service_cfg.consumer_config()?;
-    say("2/7 raw consume, the service's consumer config");
+    say("2/8 raw consume, the service's consumer config");
     let raw = load::raw_consume(base.clone(), &topics, total, &format!("{run_id}_raw1")).await?;
     say(format!("    {:.0} records/s", raw));
     report.raw = Some(raw);
@@ -277,7 +296,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     }
 
     // 3. The service over the same records.
-    say("3/7 the service (waittimes run) over the same records");
+    say("3/8 the service (waittimes run) over the same records");
     let watcher = watch::OutputWatcher::start(&config, &topics.wait_times, &run_id)?;
     let mut svc = service::Service::spawn(&service_cfg, &work.join("service.log"))?;
     let e2e = svc.replay(total, &watcher).await;
@@ -299,14 +318,14 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     if args.skip_peer {
         report.peer = peer::Outcome::Skipped("--skip-peer".into());
     } else {
-        say("7/7 the Quix Streams peer over the same input (runs now, on the preload only)");
+        say("7/8 the Quix Streams peer over the same input (runs now, on the preload only)");
         report.peer = peer::run(&args, &config, &topics, total, &run_id).await;
         say(format!("    {}", report.peer.describe()));
     }
 
     // 4. Steady load: latencies.
     say(format!(
-        "4/7 steady load {} events/s for {}s",
+        "4/8 steady load {} events/s for {}s",
         args.steady_rate, args.steady_seconds
     ));
     let floor = match floor::FloorConsumer::start(base.clone(), &topics, &format!("{run_id}_floor"))
@@ -325,7 +344,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
 
     // 6. HTTP on the idle service (caught up, nothing produced), then while ingesting.
     say(format!(
-        "6/7 wrk on /stores/1/wait for {}s, idle service",
+        "6/8 wrk on /stores/1/wait for {}s, idle service",
         args.http_seconds
     ));
     match svc.http_idle(&args).await {
@@ -333,7 +352,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         Err(err) => say(format!("    idle http step failed: {err}")),
     }
     say(format!(
-        "6/7 wrk on /stores/1/wait for {}s while ingesting {} events/s",
+        "6/8 wrk on /stores/1/wait for {}s while ingesting {} events/s",
         args.http_seconds, args.steady_rate
     ));
     match svc.http_under_load(&args, &topics).await {
@@ -346,7 +365,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
 
     // 5. Memory on fresh topics: idle, then with open orders.
     say(format!(
-        "5/7 memory: idle, then {} open orders",
+        "5/8 memory: idle, then {} open orders",
         args.open_orders
     ));
     let mem_topics = Topics::new(&format!("{run_id}_mem"));
@@ -360,6 +379,9 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         Ok(m) => report.memory = Some(m),
         Err(err) => say(format!("    memory step failed: {err}")),
     }
+
+    // 8. Scale: the same number of events over different store counts.
+    report.scale = scale::run(&args, &config, &run_id, &work).await;
 
     report.elapsed = started.elapsed();
     if let Some(path) = &args.output {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::latency::Latencies;
 use super::peer::Outcome;
+use super::scale::ScaleRow;
 use super::service::{HttpResult, Memory, Pipeline, SteadyResult};
 use super::wrk::WrkResult;
 use super::{BenchArgs, Error, Result};
@@ -37,6 +38,7 @@ pub struct Report {
     pub http_threads: u32,
     pub http_connections: u32,
     pub memory: Option<Memory>,
+    pub scale: Vec<std::result::Result<ScaleRow, String>>,
     pub elapsed: Duration,
 }
 
@@ -78,6 +80,7 @@ impl Report {
             http_threads: args.http_threads,
             http_connections: args.http_connections,
             memory: None,
+            scale: Vec::new(),
             elapsed: Duration::ZERO,
         }
     }
@@ -349,6 +352,36 @@ impl Report {
                 );
             }
             (other, _) => row("7", "Quix Streams peer", other.describe(), "≥ 20×", "—"),
+        }
+        for r in &self.scale {
+            match r {
+                Ok(r) => {
+                    let ratio = |x: f64| x / r.raw;
+                    row(
+                        "8",
+                        &format!(
+                            "scale: {} events over {} stores: raw / last applied / final answers on the output topic",
+                            thousands(r.events),
+                            thousands(u64::from(r.stores))
+                        ),
+                        format!(
+                            "{} / {} ({:.2}×) / {} events/s ({:.2}×), RSS {}",
+                            thousands(r.raw as u64),
+                            thousands(r.pipeline.applied_rate as u64),
+                            ratio(r.pipeline.applied_rate),
+                            thousands(r.pipeline.published_rate as u64),
+                            ratio(r.pipeline.published_rate),
+                            r.rss.map_or_else(
+                                || "not read".to_string(),
+                                |b| format!("{:.1} MB", b as f64 / 1e6)
+                            )
+                        ),
+                        "",
+                        "",
+                    );
+                }
+                Err(err) => row("8", "scale", format!("failed: {err}"), "", "—"),
+            }
         }
         s
     }
