@@ -17,6 +17,7 @@
 //! The service runs as a child process so its memory is its own and the code path is exactly
 //! `waittimes run`. Performance is measured and reported here, never asserted in tests.
 
+mod cpu;
 mod floor;
 mod latency;
 mod load;
@@ -348,7 +349,10 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         args.http_seconds
     ));
     match svc.http_idle(&args).await {
-        Ok(w) => report.http_idle = Some(w),
+        Ok((w, cpu)) => {
+            report.http_idle = Some(w);
+            report.http_idle_cpu = cpu;
+        }
         Err(err) => say(format!("    idle http step failed: {err}")),
     }
     say(format!(

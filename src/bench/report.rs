@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use super::cpu::CpuSplit;
 use super::latency::Latencies;
 use super::peer::Outcome;
 use super::scale::ScaleRow;
@@ -34,6 +35,7 @@ pub struct Report {
     pub peer: Outcome,
     pub steady: Option<SteadyResult>,
     pub http_idle: Option<WrkResult>,
+    pub http_idle_cpu: Option<CpuSplit>,
     pub http: Option<HttpResult>,
     pub http_threads: u32,
     pub http_connections: u32,
@@ -76,6 +78,7 @@ impl Report {
             peer: Outcome::Skipped("not run".into()),
             steady: None,
             http_idle: None,
+            http_idle_cpu: None,
             http: None,
             http_threads: args.http_threads,
             http_connections: args.http_connections,
@@ -310,7 +313,7 @@ impl Report {
             Some(w) => row(
                 "6",
                 &format!("HTTP /stores/1/wait, {wrk_flags}, idle service (nothing ingested)"),
-                wrk_result(w),
+                with_cpu(wrk_result(w), self.http_idle_cpu.as_ref(), self.cores),
                 "",
                 "",
             ),
@@ -323,7 +326,7 @@ impl Report {
                     "HTTP /stores/1/wait, {wrk_flags}, while ingesting {} events/s",
                     thousands(h.ingested_rate as u64)
                 ),
-                wrk_result(&h.wrk),
+                with_cpu(wrk_result(&h.wrk), h.cpu.as_ref(), self.cores),
                 "≥ 30k req/s, p99 ≤ 5 ms",
                 verdict(h.wrk.requests_per_sec >= 30_000.0 && h.wrk.p99_ms <= 5.0),
             ),
@@ -407,6 +410,14 @@ impl Report {
             _ => format!("{}\n\n{section}\n", old.trim_end()),
         };
         std::fs::write(path, new).map_err(Error::io(format!("writing {}", path.display())))
+    }
+}
+
+/// A result with the step's CPU split after it, when /proc could be read.
+fn with_cpu(result: String, cpu: Option<&CpuSplit>, cores: usize) -> String {
+    match cpu {
+        Some(c) => format!("{result}; {}", c.describe(cores)),
+        None => result,
     }
 }
 

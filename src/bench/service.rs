@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 
+use super::cpu::{self, CpuSplit};
 use super::floor::{Floor, FloorConsumer};
 use super::latency::Latencies;
 use super::load::{self, Acks, Probe, Steady};
@@ -136,6 +137,8 @@ pub struct SteadyResult {
 pub struct HttpResult {
     pub wrk: WrkResult,
     pub ingested_rate: f64,
+    /// Where the CPU went while wrk ran.
+    pub cpu: Option<CpuSplit>,
 }
 
 /// Step 5's figures.
@@ -400,12 +403,18 @@ impl Service {
 
     /// Step 6, first half: `wrk` on one store's wait with nothing produced (the service caught
     /// up and idle), the HTTP path without ingest competing for the cores.
-    pub(super) async fn http_idle(&mut self, args: &BenchArgs) -> Result<WrkResult> {
+    pub(super) async fn http_idle(
+        &mut self,
+        args: &BenchArgs,
+    ) -> Result<(WrkResult, Option<CpuSplit>)> {
         let url = self.url("/stores/1/wait");
         let (secs, threads, conns) = (args.http_seconds, args.http_threads, args.http_connections);
-        tokio::task::spawn_blocking(move || wrk::run(&url, secs, threads, conns))
+        let before = cpu::Sample::take(self.child.id());
+        let result = tokio::task::spawn_blocking(move || wrk::run(&url, secs, threads, conns))
             .await
-            .map_err(|e| Error::Failed(format!("wrk thread: {e}")))?
+            .map_err(|e| Error::Failed(format!("wrk thread: {e}")))??;
+        let after = cpu::Sample::take(self.child.id());
+        Ok((result, before.zip(after).and_then(|(a, b)| a.split(&b))))
     }
 
     /// Step 6: `wrk` on one store's wait while the steady load runs.
@@ -427,9 +436,11 @@ impl Service {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let url = self.url("/stores/1/wait");
         let (secs, threads, conns) = (args.http_seconds, args.http_threads, args.http_connections);
+        let cpu_before = cpu::Sample::take(self.child.id());
         let result = tokio::task::spawn_blocking(move || wrk::run(&url, secs, threads, conns))
             .await
             .map_err(|e| Error::Failed(format!("wrk thread: {e}")))?;
+        let cpu_after = cpu::Sample::take(self.child.id());
         let after = metric_sum(&self.metrics().await?, "waittimes_events_total");
         let ingested_rate = (after - before) / t0.elapsed().as_secs_f64();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -437,6 +448,7 @@ impl Service {
         Ok(HttpResult {
             wrk: result?,
             ingested_rate,
+            cpu: cpu_before.zip(cpu_after).and_then(|(a, b)| a.split(&b)),
         })
     }
 
