@@ -22,6 +22,7 @@ pub(crate) mod clock;
 pub mod config;
 pub mod datagen;
 pub mod domain;
+pub mod features;
 pub(crate) mod health;
 pub(crate) mod http;
 #[cfg(test)]

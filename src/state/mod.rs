@@ -64,6 +64,8 @@ mod store;
 mod window;
 
 pub use estimator::{Estimator, ParseEstimatorError};
+/// The feature windows summarise their completions with the same percentiles.
+pub(crate) use estimator::{minutes, percentile};
 
 use crate::domain::{EventTime, OrderEvent, StoreId, StoreWait};
 /// Also used by the input loop for its store → partition map.
@@ -127,6 +129,13 @@ impl ObservationSource {
             ObservationSource::Reported => "reported",
         }
     }
+}
+
+/// One wait observation as [`State::completed_between`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedWait {
+    pub wait_ms: i64,
+    pub source: ObservationSource,
 }
 
 /// Why an event yielded no observation. Except for the store reasons the order is tracked
@@ -444,6 +453,29 @@ impl State {
     /// The store's stream time, if it has had an event.
     pub fn stream_time(&self, store: StoreId) -> Option<EventTime> {
         self.stores.get(&store)?.stream_time()
+    }
+
+    /// Appends to `out` the wait observations of `store` that completed in `[from, to)` of
+    /// event time and are still in its rolling window (a tentative reported wait already
+    /// corrected appears as measured). The feature windows read a window's completions here
+    /// when it closes, so they count exactly what the answers counted.
+    pub fn completed_between(
+        &self,
+        store: StoreId,
+        from: EventTime,
+        to: EventTime,
+        out: &mut Vec<CompletedWait>,
+    ) {
+        if let Some(s) = self.stores.get(&store) {
+            out.extend(s.completed_between(from, to).map(|o| CompletedWait {
+                wait_ms: o.wait_ms,
+                source: if o.measured {
+                    ObservationSource::Measured
+                } else {
+                    ObservationSource::Reported
+                },
+            }));
+        }
     }
 
     /// Every known store (with events or a prior), in no particular order.

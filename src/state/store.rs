@@ -488,6 +488,15 @@ impl Store {
         }
     }
 
+    /// Observations of the rolling window that completed in `[from, to)`.
+    pub(crate) fn completed_between(
+        &self,
+        from: EventTime,
+        to: EventTime,
+    ) -> impl Iterator<Item = &Observation> {
+        self.window.completed_between(from, to)
+    }
+
     #[cfg(test)]
     pub(crate) fn window_observations(&self) -> Vec<Observation> {
         self.window.observations()

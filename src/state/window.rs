@@ -129,6 +129,17 @@ impl Window {
         out.extend(self.obs.iter().map(|o| o.wait_ms));
     }
 
+    /// The observations that completed in `[from, to)`, oldest first (the feature windows
+    /// read a closed window's completions from here, corrections included).
+    pub(crate) fn completed_between(
+        &self,
+        from: EventTime,
+        to: EventTime,
+    ) -> impl Iterator<Item = &Observation> {
+        let start = self.obs.partition_point(|x| x.at < from);
+        self.obs.range(start..).take_while(move |x| x.at < to)
+    }
+
     #[cfg(test)]
     pub(crate) fn observations(&self) -> Vec<Observation> {
         self.obs.iter().copied().collect()
