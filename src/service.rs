@@ -14,9 +14,11 @@ use rdkafka::producer::{FutureProducer, Producer};
 use crate::answers::Answers;
 use crate::config::Config;
 use crate::domain::InputKind;
+use crate::features::FeatureConfig;
 use crate::health::{Condition, Health};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
+use crate::pipeline::features::FeatureSet;
 use crate::pipeline::{self, dlq, input, output, priors};
 use crate::shutdown::Shutdown;
 use crate::state::{State, StateConfig};
@@ -173,10 +175,22 @@ async fn start(config: &Config, shared: &Shared) -> Result<Running> {
     let (metrics, health) = (&shared.metrics, &shared.health);
     let registry = Arc::new(Registry::new(config.registry_settings())?);
     let producer: FutureProducer = config.producer_config().create()?;
-    let schema_id = register_output_schema(config, health, &registry).await?;
+    let topics = &config.topics;
+    let schema_id = register_schema(health, &registry, &topics.wait_times, WAIT_TIMES).await?;
+    let features_id = register_schema(health, &registry, &topics.features, FEATURES).await?;
     let priors = load_priors(config, health, metrics, &registry).await?;
     let failed = Arc::new(AtomicBool::new(false));
-    let input = spawn_input(config, shared, &registry, &producer, &priors, &failed)?;
+    let features = FeatureSet::new(
+        feature_config(config),
+        producer.clone(),
+        topics.features.clone(),
+        features_id,
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+    );
+    let input = spawn_input(
+        config, shared, &registry, &producer, &priors, features, &failed,
+    )?;
     let emitter = spawn_emitter(config, shared, &producer, schema_id, priors);
     Ok(Running {
         input,
@@ -186,27 +200,43 @@ async fn start(config: &Config, shared: &Shared) -> Result<Running> {
     })
 }
 
-/// The output schema must be registered before anything is published; the registry may be
-/// starting too, so transient failures are retried (readiness says why).
-async fn register_output_schema(
-    config: &Config,
+/// A value schema the service writes, and the subject it goes under.
+struct OutputSchema {
+    name: &'static str,
+    text: &'static str,
+}
+
+const WAIT_TIMES: OutputSchema = OutputSchema {
+    name: "WaitTimes",
+    text: wire::WAIT_TIMES_SCHEMA,
+};
+const FEATURES: OutputSchema = OutputSchema {
+    name: "WaitTimeFeatures",
+    text: wire::FEATURES_SCHEMA,
+};
+
+/// An output schema must be registered (under `<topic>-value`) before anything is published;
+/// the registry may be starting too, so transient failures are retried (readiness says why).
+async fn register_schema(
     health: &Health,
     registry: &Registry,
+    topic: &str,
+    schema: OutputSchema,
 ) -> Result<u32> {
-    let subject = format!("{}-value", config.topics.wait_times);
+    let subject = format!("{topic}-value");
     let schema_id = retry(
-        "registering the WaitTimes schema",
+        &format!("registering the {} schema", schema.name),
         health,
         Condition::SchemaRegistry,
         || async {
             registry
-                .register(&subject, wire::WAIT_TIMES_SCHEMA)
+                .register(&subject, schema.text)
                 .await
                 .map_err(pipeline::Error::Registry)
         },
     )
     .await?;
-    tracing::info!(%subject, schema_id, "output schema registered");
+    tracing::info!(%subject, schema_id, schema = schema.name, "output schema registered");
     Ok(schema_id)
 }
 
@@ -258,6 +288,7 @@ fn spawn_input(
     registry: &Arc<Registry>,
     producer: &FutureProducer,
     priors: &priors::Priors,
+    features: FeatureSet,
     failed: &Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<State>> {
     let Shared {
@@ -299,6 +330,7 @@ fn spawn_input(
         runtime,
         dead_letters,
         answers: answers.clone(),
+        features,
         metrics: metrics.clone(),
         health: health.clone(),
         shutdown: shutdown.clone(),
@@ -396,5 +428,14 @@ fn state_config(config: &Config) -> StateConfig {
         open_ttl_ms: ms(config.state.open_ttl),
         estimator: config.state.estimator,
         ..StateConfig::default()
+    }
+}
+
+/// The feature windows' settings from the configuration (event-time milliseconds).
+fn feature_config(config: &Config) -> FeatureConfig {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    FeatureConfig {
+        window_ms: ms(config.features.window),
+        grace_ms: ms(config.features.grace),
     }
 }

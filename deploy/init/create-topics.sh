@@ -21,7 +21,8 @@ create pizza_orders_avro
 create pizza_orders_completed_avro
 create pizza_orders_cancelled_avro
 create waittimes_avro
+create waittimes_features --config cleanup.policy=compact
 create waittimes_dlq --config retention.ms=604800000
 kafka-topics --bootstrap-server "$bootstrap" --describe \
-    --topic 'pizza_orders_avro|pizza_orders_completed_avro|pizza_orders_cancelled_avro|waittimes_avro|waittimes_dlq' |
+    --topic 'pizza_orders_avro|pizza_orders_completed_avro|pizza_orders_cancelled_avro|waittimes_avro|waittimes_features|waittimes_dlq' |
     grep -v '^\s*Topic:.*Partition:' || true

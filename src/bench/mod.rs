@@ -190,6 +190,7 @@ pub(crate) struct Topics {
     pub completed: String,
     pub cancelled: String,
     pub wait_times: String,
+    pub features: String,
     pub dead_letter: String,
 }
 
@@ -200,6 +201,7 @@ impl Topics {
             completed: format!("{prefix}_completed"),
             cancelled: format!("{prefix}_cancelled"),
             wait_times: format!("{prefix}_waittimes"),
+            features: format!("{prefix}_features"),
             dead_letter: format!("{prefix}_dlq"),
         }
     }
@@ -208,12 +210,13 @@ impl Topics {
         [&self.orders, &self.completed, &self.cancelled]
     }
 
-    fn all(&self) -> [&str; 5] {
+    fn all(&self) -> [&str; 6] {
         [
             &self.orders,
             &self.completed,
             &self.cancelled,
             &self.wait_times,
+            &self.features,
             &self.dead_letter,
         ]
     }

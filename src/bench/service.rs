@@ -56,6 +56,7 @@ impl ServiceConfig {
             ("topics.completed", topics.completed.as_str()),
             ("topics.cancelled", topics.cancelled.as_str()),
             ("topics.wait_times", topics.wait_times.as_str()),
+            ("topics.features", topics.features.as_str()),
             ("topics.dead_letter", topics.dead_letter.as_str()),
             // Read everything preloaded, whatever its (simulated) timestamps.
             ("state.replay_horizon", "100000h"),
@@ -71,6 +72,7 @@ impl ServiceConfig {
         client.topics.completed = topics.completed.clone();
         client.topics.cancelled = topics.cancelled.clone();
         client.topics.wait_times = topics.wait_times.clone();
+        client.topics.features = topics.features.clone();
         client.topics.dead_letter = topics.dead_letter.clone();
         ServiceConfig {
             port,

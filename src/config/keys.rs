@@ -110,6 +110,12 @@ pub const KEYS: &[KeyDoc] = &[
         description: "Output topic of per-store wait times (also read at start for priors).",
     },
     KeyDoc {
+        key: "topics.features",
+        default: "waittimes_features",
+        description: "Output topic of the feature set: one record per store per closed window, \
+                      keyed by store and window start (compactable).",
+    },
+    KeyDoc {
         key: "topics.dead_letter",
         default: "waittimes_dlq",
         description: "Dead-letter topic for records that cannot be processed.",
@@ -144,6 +150,18 @@ pub const KEYS: &[KeyDoc] = &[
         key: "output.emit_interval",
         default: "1s",
         description: "At most one wait-time record per store per interval (the latest is always sent).",
+    },
+    KeyDoc {
+        key: "features.window",
+        default: "5m",
+        description: "Size of the feature set's tumbling windows of event time.",
+    },
+    KeyDoc {
+        key: "features.grace",
+        default: "1m",
+        description: "How long after its end (in the store's stream time) a window still counts \
+                      late events; later ones are counted in waittimes_feature_late_events_total \
+                      and logged. window + grace must fit in state.window.",
     },
     KeyDoc {
         key: "http.listen",

@@ -71,6 +71,8 @@ pub struct Config {
     pub state: StateConfig,
     /// `[output]`
     pub output: OutputConfig,
+    /// `[features]`
+    pub features: FeaturesConfig,
     /// `[http]`
     pub http: HttpConfig,
     /// `[log]`
@@ -171,6 +173,8 @@ pub struct TopicsConfig {
     pub cancelled: String,
     /// Output wait times.
     pub wait_times: String,
+    /// Output feature set (closed windows).
+    pub features: String,
     /// Dead letters.
     pub dead_letter: String,
 }
@@ -182,6 +186,7 @@ impl Default for TopicsConfig {
             completed: "pizza_orders_completed_avro".into(),
             cancelled: "pizza_orders_cancelled_avro".into(),
             wait_times: "waittimes_avro".into(),
+            features: "waittimes_features".into(),
             dead_letter: "waittimes_dlq".into(),
         }
     }
@@ -239,6 +244,27 @@ impl Default for OutputConfig {
     fn default() -> Self {
         Self {
             emit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[features]`: the tumbling windows of the feature set (event time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// Window size.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long after its end (stream time) a window still takes late events.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(5 * 60),
+            grace: Duration::from_secs(60),
         }
     }
 }

@@ -289,6 +289,8 @@ fn env_overrides_every_other_key() {
         ("WAITTIMES__STATE__REPLAY_HORIZON", "90m"),
         ("WAITTIMES__STATE__ESTIMATOR", "p90"),
         ("WAITTIMES__OUTPUT__EMIT_INTERVAL", "2s"),
+        ("WAITTIMES__FEATURES__WINDOW", "2m"),
+        ("WAITTIMES__FEATURES__GRACE", "30s"),
         ("WAITTIMES__HTTP__REQUEST_TIMEOUT", "1s"),
         ("WAITTIMES__LOG__FORMAT", "json"),
         ("WAITTIMES__LOG__LEVEL", "debug"),
@@ -307,6 +309,8 @@ fn env_overrides_every_other_key() {
     assert_eq!(c.replay_horizon(), Duration::from_secs(5400));
     assert_eq!(c.state.estimator, Estimator::P90);
     assert_eq!(c.output.emit_interval, Duration::from_secs(2));
+    assert_eq!(c.features.window, Duration::from_secs(120));
+    assert_eq!(c.features.grace, Duration::from_secs(30));
     assert_eq!(c.http.request_timeout, Duration::from_secs(1));
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.log.level, "debug");
@@ -534,6 +538,31 @@ fn bad_env_value_names_key_and_variable() {
             .starts_with("invalid value for `state.window` (from env WAITTIMES__STATE__WINDOW)"),
         "{e}"
     );
+}
+
+#[test]
+fn feature_windows_must_close_inside_the_state_window() {
+    let e = err(load_env(&[
+        ("WAITTIMES__STATE__WINDOW", "10m"),
+        ("WAITTIMES__FEATURES__WINDOW", "10m"),
+        ("WAITTIMES__FEATURES__GRACE", "1s"),
+    ]));
+    assert_eq!(e.key(), Some("features.grace"));
+    assert!(e.to_string().contains("exceeds state.window (10m)"), "{e}");
+    let e = err(load_env(&[("WAITTIMES__FEATURES__WINDOW", "0s")]));
+    assert_eq!(e.key(), Some("features.window"));
+    let c = ok(load_env(&[
+        ("WAITTIMES__STATE__WINDOW", "10m"),
+        ("WAITTIMES__FEATURES__WINDOW", "9m"),
+        ("WAITTIMES__FEATURES__GRACE", "1m"),
+        ("WAITTIMES__TOPICS__FEATURES", "my_features"),
+    ]));
+    assert_eq!(c.topics.features, "my_features");
+    let e = err(load_env(&[(
+        "WAITTIMES__TOPICS__FEATURES",
+        "waittimes_avro",
+    )]));
+    assert_eq!(e.key(), Some("topics.features"));
 }
 
 #[test]

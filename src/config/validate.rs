@@ -23,6 +23,7 @@ impl Config {
             ("state.match_ttl", self.state.match_ttl),
             ("state.open_ttl", self.state.open_ttl),
             ("output.emit_interval", self.output.emit_interval),
+            ("features.window", self.features.window),
             ("http.request_timeout", self.http.request_timeout),
             ("schema_registry.timeout", self.schema_registry.timeout),
         ] {
@@ -53,12 +54,28 @@ impl Config {
             }
         }
 
+        // A window closes before the state's rolling window drops its completions.
+        let span = self.features.window + self.features.grace;
+        if !self.state.window.is_zero() && span > self.state.window {
+            errors.push(Error::invalid(
+                "features.grace",
+                origin("features.grace"),
+                format!(
+                    "features.window + features.grace ({}) exceeds state.window ({}): a window \
+                     would close after the state has dropped its first completions",
+                    humantime::format_duration(span),
+                    humantime::format_duration(self.state.window)
+                ),
+            ));
+        }
+
         // Topics: valid and distinct.
         let topics = [
             ("topics.orders", &self.topics.orders),
             ("topics.completed", &self.topics.completed),
             ("topics.cancelled", &self.topics.cancelled),
             ("topics.wait_times", &self.topics.wait_times),
+            ("topics.features", &self.topics.features),
             ("topics.dead_letter", &self.topics.dead_letter),
         ];
         for (i, (key, name)) in topics.iter().enumerate() {

@@ -631,6 +631,16 @@ pub async fn seed_priors(args: SeedPriorsArgs) -> Result<(), Error> {
             &[],
         )
         .await?;
+        // The service's other output: one record per store and window, keyed so that
+        // compaction keeps the last of each.
+        create_topics(
+            &config.admin_config(),
+            &[config.topics.features.as_str()],
+            c.partitions,
+            c.replication_factor,
+            &[("cleanup.policy", "compact".to_owned())],
+        )
+        .await?;
     }
     let registry = Registry::new(config.registry_settings())?;
     let schema_id = registry

@@ -9,8 +9,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
-    DeadLetterReason, EmitOutcome, EventOutcome, ExpiryKind, Metrics, ObservationSource,
-    RegistryOutcome,
+    DeadLetterReason, EmitOutcome, EventOutcome, ExpiryKind, FeatureOutcome, Metrics,
+    ObservationSource, RegistryOutcome,
 };
 use crate::domain::{EventTime, InputKind, StoreId};
 
@@ -92,6 +92,8 @@ pub(crate) struct Limiters {
     registry_answers: LogLimiter,
     records: LogLimiter,
     http_requests: LogLimiter,
+    feature_late: LogLimiter,
+    feature_failures: LogLimiter,
 }
 
 /// The level a rate-limited event logs at (its summary line of suppressed events too).
@@ -465,6 +467,106 @@ impl HttpRequestServed<'_> {
             Level::Debug,
             "HTTP requests",
             || tracing::debug!(route = self.route, status = self.status, "request served"),
+        );
+    }
+}
+
+/// An event came after its feature window had closed (later than the grace). Counts
+/// `waittimes_feature_late_events_total`; logs a warning, rate-limited (a topic read far
+/// behind the others can make many at once).
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureEventLate {
+    pub store_id: StoreId,
+    pub at: EventTime,
+    pub window_start_ms: EventTime,
+    pub stream_time_ms: EventTime,
+}
+
+impl FeatureEventLate {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.feature_late_events.inc();
+        limited(
+            &metrics.limiters().feature_late,
+            Level::Warn,
+            "events after their feature window closed",
+            || {
+                tracing::warn!(
+                    store_id = self.store_id,
+                    at = self.at,
+                    window_start_ms = self.window_start_ms,
+                    stream_time_ms = self.stream_time_ms,
+                    behind_ms = self.stream_time_ms.saturating_sub(self.at),
+                    "event after its feature window closed: applied to the state, in no feature record"
+                )
+            },
+        );
+    }
+}
+
+/// A closed feature window was acknowledged by the broker. Counts
+/// `waittimes_feature_windows_total{outcome="sent"}`; logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureWindowPublished {
+    pub store_id: StoreId,
+    pub window_start_ms: EventTime,
+}
+
+impl FeatureWindowPublished {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.feature_windows[FeatureOutcome::Sent as usize].inc();
+        tracing::debug!(
+            store_id = self.store_id,
+            window_start_ms = self.window_start_ms,
+            "feature window published"
+        );
+    }
+}
+
+/// A closed feature window could not be written (after librdkafka's own retries). Counts
+/// `waittimes_feature_windows_total{outcome="failed"}`; logs a warning, rate-limited.
+#[derive(Clone, Copy)]
+pub struct FeatureWindowFailed<'a> {
+    pub store_id: StoreId,
+    pub window_start_ms: EventTime,
+    pub error: &'a dyn Display,
+}
+
+impl FeatureWindowFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.feature_windows[FeatureOutcome::Failed as usize].inc();
+        limited(
+            &metrics.limiters().feature_failures,
+            Level::Warn,
+            "feature windows that could not be published",
+            || {
+                tracing::warn!(
+                    store_id = self.store_id,
+                    window_start_ms = self.window_start_ms,
+                    error = %self.error,
+                    "could not publish a feature window"
+                )
+            },
+        );
+    }
+}
+
+/// Feature windows closed during the replay at start, not sent: the run before published
+/// them, and the replay's state is still cold for them. Counts
+/// `waittimes_feature_windows_total{outcome="replayed"}`; logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureWindowsReplayed {
+    pub count: u64,
+}
+
+impl FeatureWindowsReplayed {
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
+        metrics.inner.feature_windows[FeatureOutcome::Replayed as usize].inc_by(self.count);
+        tracing::debug!(
+            count = self.count,
+            "feature windows closed during the replay"
         );
     }
 }

@@ -15,7 +15,8 @@
 pub mod events;
 
 pub use events::{
-    DeadLetterFailed, DeadLettered, EmitFailed, HttpRequestServed, ObservationsRecorded,
+    DeadLetterFailed, DeadLettered, EmitFailed, FeatureEventLate, FeatureWindowFailed,
+    FeatureWindowPublished, FeatureWindowsReplayed, HttpRequestServed, ObservationsRecorded,
     OrdersExpired, PartitionLag, PartitionsRevoked, PriorsLoaded, RecordApplied, RecordsConsumed,
     SchemaFetched, SchemaRegistryFailed, StateSized, WaitPublished,
 };
@@ -135,6 +136,33 @@ impl EmitOutcome {
     }
 }
 
+/// The fate of one closed feature window (`waittimes_feature_windows_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeatureOutcome {
+    /// Acknowledged by the broker.
+    Sent,
+    /// Could not be written.
+    Failed,
+    /// Closed during the replay at start: the run before published it, so it is not sent.
+    Replayed,
+}
+
+impl FeatureOutcome {
+    pub const ALL: [FeatureOutcome; 3] = [
+        FeatureOutcome::Sent,
+        FeatureOutcome::Failed,
+        FeatureOutcome::Replayed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureOutcome::Sent => "sent",
+            FeatureOutcome::Failed => "failed",
+            FeatureOutcome::Replayed => "replayed",
+        }
+    }
+}
+
 /// The answer to one Schema Registry request
 /// (`waittimes_schema_registry_requests_total{outcome}`). Cache hits are not requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,6 +263,8 @@ struct Inner {
     held_terminals: Gauge,
     expired: [Counter; ExpiryKind::ALL.len()],
     emits: [Counter; EmitOutcome::ALL.len()],
+    feature_windows: [Counter; FeatureOutcome::ALL.len()],
+    feature_late_events: Counter,
     priors_loaded: Gauge,
     registry_requests: [Counter; RegistryOutcome::ALL.len()],
     http_requests: Family<HttpLabels, Counter>,
@@ -363,6 +393,24 @@ impl Metrics {
             })
         });
 
+        let feature_family = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "feature_windows",
+            "Closed feature windows (one store, one window), by what became of them",
+            feature_family.clone(),
+        );
+        let feature_windows = FeatureOutcome::ALL.map(|o| {
+            feature_family.get_or_create_owned(&OutcomeLabel {
+                outcome: o.as_str(),
+            })
+        });
+        let feature_late_events = Counter::default();
+        registry.register(
+            "feature_late_events",
+            "Events that came after their feature window had closed: applied to the state, in no feature record",
+            feature_late_events.clone(),
+        );
+
         let priors_loaded = Gauge::default();
         registry.register(
             "priors_loaded",
@@ -420,6 +468,8 @@ impl Metrics {
                 held_terminals,
                 expired,
                 emits,
+                feature_windows,
+                feature_late_events,
                 priors_loaded,
                 registry_requests,
                 http_requests,

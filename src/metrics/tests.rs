@@ -92,6 +92,18 @@ fn touch_everything(metrics: &Metrics, snapshot: &Answers, health: &Health) {
         error: &"timed out",
     }
     .emit(metrics);
+    FeatureEventLate {
+        store_id: 2,
+        at: 1_000,
+        window_start_ms: 0,
+        stream_time_ms: 400_000,
+    }
+    .emit(metrics);
+    FeatureWindowPublished {
+        store_id: 2,
+        window_start_ms: 0,
+    }
+    .emit(metrics);
     PriorsLoaded {
         stores: 10,
         elapsed: Duration::from_millis(20),
@@ -109,7 +121,7 @@ fn touch_everything(metrics: &Metrics, snapshot: &Answers, health: &Health) {
 }
 
 /// The metric names as they must render, with their types.
-pub(crate) const EXPECTED_FAMILIES: [(&str, &str); 19] = [
+pub(crate) const EXPECTED_FAMILIES: [(&str, &str); 21] = [
     ("waittimes_events", "counter"),
     ("waittimes_dead_letters", "counter"),
     ("waittimes_dead_letter_failures", "counter"),
@@ -121,6 +133,8 @@ pub(crate) const EXPECTED_FAMILIES: [(&str, &str); 19] = [
     ("waittimes_held_terminals", "gauge"),
     ("waittimes_expired_orders", "counter"),
     ("waittimes_emits", "counter"),
+    ("waittimes_feature_windows", "counter"),
+    ("waittimes_feature_late_events", "counter"),
     ("waittimes_priors_loaded", "gauge"),
     ("waittimes_schema_registry_requests", "counter"),
     ("waittimes_http_requests", "counter"),

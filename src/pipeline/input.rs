@@ -21,6 +21,7 @@ use crate::domain::{InputKind, StoreId};
 use crate::health::{Condition, Health};
 use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
+use crate::pipeline::features::FeatureSet;
 use crate::shutdown::Shutdown;
 use crate::state::{Counters, IdHasherBuilder, IdMap, ObservationSource, Outcome, State};
 use crate::wire::{DeadLetterReason, DecodeError, Decoders, Registry};
@@ -45,6 +46,8 @@ pub struct Input {
     pub runtime: tokio::runtime::Handle,
     pub dead_letters: DeadLetters,
     pub answers: Answers,
+    /// Applies each event to the state and the feature windows.
+    pub features: FeatureSet,
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub shutdown: Shutdown,
@@ -325,6 +328,7 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                     ),
                 );
             }
+            input.features.publish(caught_up);
             if caught_up && !was_caught_up {
                 tracing::info!("caught up with the end offsets seen at assignment");
             }
@@ -332,6 +336,9 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
         }
     }
     refresh(&mut input, &mut dirty, &mut totals, &mut counts);
+    input
+        .features
+        .publish(input.health.is_ok(Condition::CaughtUp));
     if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %err, "final commit");
     }
@@ -362,6 +369,7 @@ fn handle_pending(
             let keep = !gone.contains(partition);
             if !keep {
                 input.state.remove_store(*store);
+                input.features.remove_store(*store);
                 input.answers.remove(*store);
             }
             keep
@@ -557,7 +565,7 @@ fn handle_message(
     };
     match decoded {
         Ok(event) => {
-            let outcome = input.state.apply(&event, at);
+            let outcome = input.features.apply(&mut input.state, &event, at);
             store_partition.insert(event.store_id(), msg.partition());
             counts.add(kind, event_outcome(outcome));
             // The histogram only observes once caught up; reading the wall clock per record

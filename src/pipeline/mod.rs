@@ -3,6 +3,7 @@
 //! output topic. [`crate::service`] assembles them; nothing here knows of HTTP.
 
 pub(crate) mod dlq;
+pub(crate) mod features;
 pub(crate) mod input;
 pub(crate) mod output;
 pub(crate) mod priors;

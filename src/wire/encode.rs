@@ -2,7 +2,8 @@
 //! publishes, and the three input records with the upstream (Datagen) writer schemas, for the
 //! load generator and tests.
 
-use crate::domain::{OrderId, StoreId};
+use crate::domain::{Basis, OrderId, StoreId};
+use crate::features::FeatureWindow;
 
 use super::framing::write_header;
 
@@ -55,6 +56,50 @@ pub fn encode_wait_times(schema_id: u32, store_id: StoreId, wait_time: i32) -> V
     let mut buf = Vec::with_capacity(15);
     encode_wait_times_into(&mut buf, schema_id, store_id, wait_time);
     buf
+}
+
+/// Appends a Confluent-framed `WaitTimeFeatures` value (`schemas/waittimes_features.avsc`,
+/// field order) to `buf`.
+pub fn encode_features_into(buf: &mut Vec<u8>, schema_id: u32, w: &FeatureWindow) {
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let opt_double = |buf: &mut Vec<u8>, v: Option<f64>| match v {
+        None => put_long(buf, 0),
+        Some(v) => {
+            put_long(buf, 1);
+            put_double(buf, v);
+        }
+    };
+    write_header(buf, schema_id);
+    put_int(buf, w.store_id);
+    put_long(buf, w.window_start_ms);
+    put_long(buf, w.window_end_ms);
+    put_int(buf, count(w.orders_placed));
+    put_int(buf, count(w.orders_completed));
+    put_int(buf, count(w.orders_cancelled));
+    put_int(buf, count(w.observations_measured));
+    put_int(buf, count(w.observations_reported));
+    opt_double(buf, w.wait_mean_minutes);
+    opt_double(buf, w.wait_p50_minutes);
+    opt_double(buf, w.wait_p90_minutes);
+    put_int(buf, count(w.open_orders_at_end));
+    match w.wait_time_minutes_at_end {
+        None => put_long(buf, 0),
+        Some(m) => {
+            put_long(buf, 1);
+            put_int(buf, m);
+        }
+    }
+    // Enum symbols in schema order: LIVE, PRIOR, NONE.
+    put_int(
+        buf,
+        match w.basis_at_end {
+            Basis::Live => 0,
+            Basis::Prior => 1,
+            Basis::None => 2,
+        },
+    );
+    put_int(buf, i32::from(w.hour_of_day));
+    put_int(buf, i32::from(w.day_of_week));
 }
 
 /// A record written with one of the upstream Datagen schemas.
@@ -301,6 +346,77 @@ mod tests {
         let mut body = Vec::new();
         gone.write_body(&mut body);
         assert_eq!(f.body, &body[..]);
+    }
+
+    #[test]
+    fn features_are_what_apache_avro_reads() {
+        let schema = apache_avro::Schema::parse_str(crate::wire::FEATURES_SCHEMA).unwrap();
+        let full = FeatureWindow {
+            store_id: 3,
+            window_start_ms: 1_796_040_000_000,
+            window_end_ms: 1_796_040_300_000,
+            orders_placed: 7,
+            orders_completed: 5,
+            orders_cancelled: 1,
+            observations_measured: 4,
+            observations_reported: 1,
+            wait_mean_minutes: Some(21.5),
+            wait_p50_minutes: Some(20.0),
+            wait_p90_minutes: Some(30.25),
+            open_orders_at_end: 9,
+            wait_time_minutes_at_end: Some(22),
+            basis_at_end: Basis::Live,
+            hour_of_day: 12,
+            day_of_week: 1,
+        };
+        let empty = FeatureWindow {
+            orders_placed: 0,
+            orders_completed: 0,
+            orders_cancelled: 0,
+            observations_measured: 0,
+            observations_reported: 0,
+            wait_mean_minutes: None,
+            wait_p50_minutes: None,
+            wait_p90_minutes: None,
+            wait_time_minutes_at_end: None,
+            basis_at_end: Basis::None,
+            ..full.clone()
+        };
+        let decode = |w: &FeatureWindow| {
+            let mut buf = vec![0xaa];
+            encode_features_into(&mut buf, 12, w);
+            let f = framing::parse(&buf[1..]).unwrap();
+            assert_eq!(f.schema_id, 12);
+            let mut body = f.body;
+            let v = apache_avro::from_avro_datum(&schema, &mut body, None).unwrap();
+            assert!(body.is_empty(), "apache-avro left bytes unread");
+            fields(v)
+        };
+        let f = decode(&full);
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 16);
+        assert_eq!(f[0].1, Value::Int(3));
+        assert_eq!(f[1].1, Value::TimestampMillis(1_796_040_000_000));
+        assert_eq!(f[2].1, Value::TimestampMillis(1_796_040_300_000));
+        assert_eq!(
+            f[3..8].iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+            [7, 5, 1, 4, 1].map(Value::Int)
+        );
+        assert_eq!(f[8].1, Value::Union(1, Box::new(Value::Double(21.5))));
+        assert_eq!(f[10].1, Value::Union(1, Box::new(Value::Double(30.25))));
+        assert_eq!(f[11].1, Value::Int(9));
+        assert_eq!(f[12].1, Value::Union(1, Box::new(Value::Int(22))));
+        assert_eq!(f[13].1, Value::Enum(0, "LIVE".into()));
+        assert_eq!((&f[14].1, &f[15].1), (&Value::Int(12), &Value::Int(1)));
+        let f = decode(&empty);
+        assert_eq!(f[9].1, Value::Union(0, Box::new(Value::Null)));
+        assert_eq!(f[12].1, Value::Union(0, Box::new(Value::Null)));
+        assert_eq!(f[13].1, Value::Enum(2, "NONE".into()));
+        let prior = decode(&FeatureWindow {
+            basis_at_end: Basis::Prior,
+            ..empty
+        });
+        assert_eq!(prior[13].1, Value::Enum(1, "PRIOR".into()));
     }
 
     #[test]

@@ -18,7 +18,8 @@ mod schema;
 pub use decode::{DeadLetterReason, DecodeError, Decoders, MAX_DEPTH, Problem};
 pub use encode::{
     OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted, UpstreamRecord,
-    encode_wait_times, encode_wait_times_into, put_double, put_int, put_long, put_str,
+    encode_features_into, encode_wait_times, encode_wait_times_into, put_double, put_int, put_long,
+    put_str,
 };
 pub use framing::{Framed, FramingError};
 pub use registry::{Registry, RegistrySettings};
@@ -37,6 +38,10 @@ pub const READER_PIZZA_ORDERS_CANCELLED: &str =
 /// The workshop's `WaitTimes` schema, exactly: what the service registers and writes under
 /// `<output topic>-value`, and the reader schema for priors.
 pub const WAIT_TIMES_SCHEMA: &str = include_str!("../../schemas/waittimes.avsc");
+
+/// The feature set's schema: what the service registers and writes under
+/// `<features topic>-value`.
+pub const FEATURES_SCHEMA: &str = include_str!("../../schemas/waittimes_features.avsc");
 
 /// The Datagen "Pizza orders" schema, verbatim (with its `arg.properties`).
 pub const UPSTREAM_PIZZA_ORDERS: &str = include_str!("../../schemas/upstream/pizza_orders.avro");
