@@ -39,7 +39,7 @@ async fn a_30_s_network_cut_to_the_broker_loses_nothing() {
     let u = sibling(&t);
     common::create_topics_at(
         &broker.bootstrap(),
-        &[(&u.wait_times, 1), (&u.dead_letter, 1)],
+        &[(&u.wait_times, 1), (&u.features, 1), (&u.dead_letter, 1)],
     )
     .await;
     let spared = || {
@@ -401,7 +401,11 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
 
     // The reference: a run over the same input that never saw the outage.
     let u = sibling(&t);
-    common::create_topics_at(&bootstrap, &[(&u.wait_times, 1), (&u.dead_letter, 1)]).await;
+    common::create_topics_at(
+        &bootstrap,
+        &[(&u.wait_times, 1), (&u.features, 1), (&u.dead_letter, 1)],
+    )
+    .await;
     let reference = Service::start_with(
         &u,
         &[("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone())],

@@ -9,6 +9,7 @@ mod broker;
 mod common;
 mod datagen;
 mod faults;
+mod features;
 mod observability;
 mod poison;
 mod producers;

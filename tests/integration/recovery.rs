@@ -332,6 +332,7 @@ orders = "{orders}"
 completed = "{completed}"
 cancelled = "{cancelled}"
 wait_times = "{wait_times}"
+features = "{features}"
 dead_letter = "{dead_letter}"
 
 [output]
@@ -350,6 +351,7 @@ level = "info"
         completed = t.completed,
         cancelled = t.cancelled,
         wait_times = t.wait_times,
+        features = t.features,
         dead_letter = t.dead_letter,
     );
     let path = std::env::temp_dir().join(format!("{}.toml", common::unique("waittimes-restart")));
@@ -484,6 +486,7 @@ async fn kill_9_mid_stream_then_restart_matches_an_uninterrupted_run() {
 fn clone_topics(t: &Topics) -> Topics {
     Topics {
         wait_times: t.wait_times.clone(),
+        features: t.features.clone(),
         dead_letter: t.dead_letter.clone(),
         group: t.group.clone(),
         ..sibling(t)
@@ -498,6 +501,7 @@ pub fn sibling(t: &Topics) -> Topics {
         completed: t.completed.clone(),
         cancelled: t.cancelled.clone(),
         wait_times: common::unique("waittimes_avro"),
+        features: common::unique("waittimes_features"),
         dead_letter: common::unique("waittimes_dlq"),
         group: common::unique("waittimes"),
     }

@@ -852,6 +852,7 @@ struct Topics {
     completed: String,
     cancelled: String,
     wait_times: String,
+    features: String,
     dead_letter: String,
 }
 
@@ -862,6 +863,7 @@ impl Topics {
             completed: common::unique("pizza_orders_completed_avro"),
             cancelled: common::unique("pizza_orders_cancelled_avro"),
             wait_times: common::unique("waittimes_avro"),
+            features: common::unique("waittimes_features"),
             dead_letter: common::unique("waittimes_dlq"),
         }
     }
@@ -869,8 +871,13 @@ impl Topics {
     fn toml(&self) -> String {
         format!(
             "[topics]\norders = \"{}\"\ncompleted = \"{}\"\ncancelled = \"{}\"\n\
-             wait_times = \"{}\"\ndead_letter = \"{}\"\n",
-            self.orders, self.completed, self.cancelled, self.wait_times, self.dead_letter
+             wait_times = \"{}\"\nfeatures = \"{}\"\ndead_letter = \"{}\"\n",
+            self.orders,
+            self.completed,
+            self.cancelled,
+            self.wait_times,
+            self.features,
+            self.dead_letter
         )
     }
 
@@ -880,6 +887,7 @@ impl Topics {
             &self.completed,
             &self.cancelled,
             &self.wait_times,
+            &self.features,
             &self.dead_letter,
         ] {
             create_topic(config, t, 1).await;

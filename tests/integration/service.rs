@@ -24,6 +24,7 @@ pub struct Topics {
     pub completed: String,
     pub cancelled: String,
     pub wait_times: String,
+    pub features: String,
     pub dead_letter: String,
     pub group: String,
 }
@@ -40,6 +41,7 @@ impl Topics {
             completed: common::unique("pizza_orders_completed_avro"),
             cancelled: common::unique("pizza_orders_cancelled_avro"),
             wait_times: common::unique("waittimes_avro"),
+            features: common::unique("waittimes_features"),
             dead_letter: common::unique("waittimes_dlq"),
             group: common::unique("waittimes"),
         };
@@ -50,6 +52,7 @@ impl Topics {
                 (&t.completed, partitions),
                 (&t.cancelled, partitions),
                 (&t.wait_times, 1),
+                (&t.features, 1),
                 (&t.dead_letter, 1),
             ],
         )
@@ -69,6 +72,7 @@ impl Topics {
             ("WAITTIMES__TOPICS__COMPLETED", self.completed.clone()),
             ("WAITTIMES__TOPICS__CANCELLED", self.cancelled.clone()),
             ("WAITTIMES__TOPICS__WAIT_TIMES", self.wait_times.clone()),
+            ("WAITTIMES__TOPICS__FEATURES", self.features.clone()),
             ("WAITTIMES__TOPICS__DEAD_LETTER", self.dead_letter.clone()),
             ("WAITTIMES__OUTPUT__EMIT_INTERVAL", "200ms".to_string()),
         ]
