@@ -26,7 +26,7 @@ const SIZE: i64 = 5 * MIN;
 const GRACE: i64 = MIN;
 /// `state.window`'s default: the estimate at a window's end is the p50 over this span.
 const STATE_WINDOW: i64 = 30 * MIN;
-const STORES: u32 = 4;
+const STORES: u32 = 8;
 
 /// What the service should publish for one store and window, from the simulation alone.
 #[derive(Debug, Clone, PartialEq)]
