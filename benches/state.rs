@@ -1,6 +1,8 @@
-//! `State::apply` per event on a coherent stream in the steady state, `State::answer`, and
-//! the consumer thread's whole per-record work on one core: Confluent-framed bytes →
-//! `Decoders::decode` → `State::apply` (`state/decode_apply`).
+//! `State::apply` per event on a coherent stream in the steady state, `State::answer`, the same
+//! events through the feature windows (`state/apply_with_features`: `Features::apply`, which
+//! applies to the state too, plus draining the closed windows; the difference to `state/apply`
+//! is the windows' cost per event), and the consumer thread's whole per-record work on one core:
+//! Confluent-framed bytes → `Decoders::decode` → `State::apply` (`state/decode_apply`).
 //!
 //! The stream: 10 stores, one order every 100 ms (event time) across them; 90 % complete
 //! 15–40 min later, 8 % are cancelled 1–5 min later, 2 % never end (they expire after
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use waittimes::domain::InputKind;
 use waittimes::domain::{EventTime, OrderCancelled, OrderCompleted, OrderEvent, OrderPlaced};
+use waittimes::features::{FeatureConfig, Features};
 use waittimes::state::{State, StateConfig};
 use waittimes::wire::{
     self, Decoders, OrderLine, PizzaOrder, PizzaOrderCancelled, PizzaOrderCompleted,
@@ -177,6 +180,53 @@ fn apply(c: &mut Criterion) {
     );
 }
 
+fn apply_with_features(c: &mut Criterion) {
+    let mut replay = Replay::new();
+    let mut state = State::new(StateConfig::default());
+    let mut features = Features::new(FeatureConfig::default());
+    let mut closed = 0u64;
+    for _ in 0..replay.events.len() {
+        let (e, t) = replay.next();
+        black_box(features.apply(&mut state, &e, t));
+    }
+    closed += features.drain_closed().count() as u64;
+    let mut events = 0u64;
+    let mut group = c.benchmark_group("state");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("apply_with_features", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut batch = Vec::with_capacity(4096);
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(4096);
+                batch.clear();
+                batch.extend((0..n).map(|_| replay.next()));
+                let start = Instant::now();
+                for (e, t) in &batch {
+                    black_box(features.apply(&mut state, e, *t));
+                }
+                // What the consumer thread hands to the producer on each refresh.
+                for w in features.drain_closed() {
+                    black_box(&w);
+                    closed += 1;
+                }
+                total += start.elapsed();
+                events += n;
+                left -= n;
+            }
+            total
+        })
+    });
+    group.finish();
+    eprintln!(
+        "feature windows: {closed} closed over {} events (one per {:.0} events), {} open",
+        events + replay.events.len() as u64,
+        (events + replay.events.len() as u64) as f64 / closed.max(1) as f64,
+        features.open_windows()
+    );
+}
+
 /// Two lines, as a typical upstream order carries (the decoder skips them).
 static LINES: [OrderLine<'static>; 2] = [
     OrderLine {
@@ -286,5 +336,5 @@ fn decode_apply(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, decode_apply);
+criterion_group!(benches, apply, apply_with_features, decode_apply);
 criterion_main!(benches);
