@@ -29,8 +29,8 @@
 //! one gap, so a store idle for months (or a bogus timestamp) cannot flood the topic.
 //!
 //! **Determinism.** The records are a function of each store's sequence of events, like the
-//! answers: a replay of the same input gives the same records, keyed by (store, start), so
-//! emitting one twice is idempotent on a compacted topic.
+//! answers: a replay of the same input gives the same records, keyed by (store, start). Which
+//! of them are published (not those a restart's replay closes) is the pipeline's business.
 
 use std::collections::VecDeque;
 
@@ -354,6 +354,14 @@ impl Features {
     /// Records closed and not yet drained.
     pub fn closed_len(&self) -> usize {
         self.closed.len()
+    }
+
+    /// Drops the records closed after the first `len` (those a replayed event closed, which
+    /// the run before published). Returns how many.
+    pub fn discard_closed_after(&mut self, len: usize) -> usize {
+        let n = self.closed.len().saturating_sub(len);
+        self.closed.truncate(len);
+        n
     }
 
     /// Open windows over all stores (a gauge).

@@ -1,11 +1,11 @@
 //! The feature set's Kafka edge: the consumer thread applies each event through the pure
 //! [`Features`] (which applies it to the state), and on each refresh publishes the windows
-//! closed since, once caught up. Windows that close during the replay at start are not sent:
-//! the run before published them when they closed, and the replay's state is still cold for
-//! them (orders placed before the horizon are unknown to it). The state at the end of the
-//! replay is an uninterrupted run's, so what closes after is the same record it would have
-//! published, keyed by store and window start: a window sent twice across a restart is
-//! idempotent on a compacted topic.
+//! closed since. A window closed by a record the replay re-reads (one below the end offset its
+//! partition had at assignment) is not sent: the run before published it when it closed, and
+//! the replay's state is still cold for it (orders placed before the horizon are unknown to
+//! it). Once a store's partition has caught up its state is an uninterrupted run's, so what
+//! closes after is the record that run would have published, each once, keyed by store and
+//! window start (a compacted topic keeps one per window whatever happens).
 
 use std::time::Duration;
 
@@ -29,6 +29,10 @@ pub struct FeatureSet {
     runtime: tokio::runtime::Handle,
     metrics: Metrics,
     buf: Vec<u8>,
+    /// The event being applied was re-read by the replay.
+    replaying: bool,
+    /// Windows closed by replayed events since the last publish.
+    replayed: u64,
 }
 
 impl FeatureSet {
@@ -48,14 +52,27 @@ impl FeatureSet {
             runtime,
             metrics,
             buf: Vec::with_capacity(64),
+            replaying: false,
+            replayed: 0,
         }
+    }
+
+    /// Whether the next records are re-read by the replay (their partition has not reached
+    /// the end offset it had at assignment): the windows they close are not sent.
+    #[inline]
+    pub fn set_replaying(&mut self, replaying: bool) {
+        self.replaying = replaying;
     }
 
     /// Applies one decoded event to the state and the windows; counts and logs it if it came
     /// after its window closed.
     #[inline]
     pub fn apply(&mut self, state: &mut State, event: &OrderEvent, at: EventTime) -> Outcome {
+        let before = self.windows.closed_len();
         let (outcome, late) = self.windows.apply(state, event, at);
+        if self.replaying {
+            self.replayed += self.windows.discard_closed_after(before) as u64;
+        }
         if let Some(late) = late {
             metrics::FeatureEventLate {
                 store_id: late.store_id,
@@ -73,15 +90,12 @@ impl FeatureSet {
         self.windows.remove_store(store);
     }
 
-    /// Sends the windows closed since the last call if `caught_up`, else counts them as
-    /// replayed. Enqueues only (blocking briefly while the producer queue is full); delivery is
-    /// confirmed in the background.
-    pub fn publish(&mut self, caught_up: bool) {
-        if !caught_up {
-            let count = self.windows.drain_closed().count() as u64;
-            metrics::FeatureWindowsReplayed { count }.emit(&self.metrics);
-            return;
-        }
+    /// Sends the windows closed since the last call, and counts those the replay closed.
+    /// Enqueues only (blocking briefly while the producer queue is full); delivery is confirmed
+    /// in the background.
+    pub fn publish(&mut self) {
+        let count = std::mem::take(&mut self.replayed);
+        metrics::FeatureWindowsReplayed { count }.emit(&self.metrics);
         for w in self.windows.drain_closed() {
             self.buf.clear();
             wire::encode_features_into(&mut self.buf, self.schema_id, &w);

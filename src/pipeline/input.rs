@@ -284,6 +284,9 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
             None => {}
             Some(Ok(msg)) => {
                 let (topic, kind) = topics.resolve(&msg, &input.topics);
+                input
+                    .features
+                    .set_replaying(targets.replaying(msg.partition()));
                 if !targets.is_empty() {
                     targets.reached(topic, msg.partition(), msg.offset() + 1);
                 }
@@ -328,7 +331,7 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                     ),
                 );
             }
-            input.features.publish(caught_up);
+            input.features.publish();
             if caught_up && !was_caught_up {
                 tracing::info!("caught up with the end offsets seen at assignment");
             }
@@ -336,9 +339,7 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
         }
     }
     refresh(&mut input, &mut dirty, &mut totals, &mut counts);
-    input
-        .features
-        .publish(input.health.is_ok(Condition::CaughtUp));
+    input.features.publish();
     if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %err, "final commit");
     }
@@ -424,6 +425,13 @@ impl Targets {
 
     fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether a record of this partition number is one the replay re-reads: some input topic's
+    /// partition of that number (where a store's events all go) has not reached its target.
+    #[inline]
+    fn replaying(&self, partition: i32) -> bool {
+        !self.0.is_empty() && self.0.iter().any(|(_, p, _)| *p == partition)
     }
 
     /// Records that the partition's next offset is `next`. Compares the numbers first: most

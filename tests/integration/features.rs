@@ -178,7 +178,8 @@ async fn a_simulated_hour_gives_the_feature_records_its_truth_implies() {
     .await;
     svc.wait_ready().await;
 
-    // A simulated hour, and ten minutes more so that its last windows close.
+    // A simulated hour, and ten minutes more so that its last windows close; then ten more
+    // for after the restart.
     let start = dinner_start(common::now_ms());
     let templates = Arc::new(Templates::upstream().expect("templates"));
     let sim = Sim::new(
@@ -189,13 +190,14 @@ async fn a_simulated_hour_gives_the_feature_records_its_truth_implies() {
         },
         17,
     );
-    let events: Vec<SimEvent> = sim.take_while(|e| e.time_ms < start + 70 * MIN).collect();
+    let mut events: Vec<SimEvent> = sim.take_while(|e| e.time_ms < start + 80 * MIN).collect();
+    let after_restart = events.split_off(events.partition_point(|e| e.time_ms < start + 70 * MIN));
     assert!(events.len() > 200, "{} events", events.len());
 
     let topic = |kind: InputKind| match kind {
-        InputKind::Orders => &t.orders,
-        InputKind::Completed => &t.completed,
-        InputKind::Cancelled => &t.cancelled,
+        InputKind::Orders => t.orders.clone(),
+        InputKind::Completed => t.completed.clone(),
+        InputKind::Cancelled => t.cancelled.clone(),
     };
     let mut ids = HashMap::new();
     for kind in InputKind::ALL {
@@ -210,44 +212,7 @@ async fn a_simulated_hour_gives_the_feature_records_its_truth_implies() {
     // interleaving inside a window cannot change a record, and nothing is late.
     let producer = common::producer();
     let mut sent = 0u64;
-    for chunk in events.chunk_by(|a, b| a.time_ms.div_euclid(SIZE) == b.time_ms.div_euclid(SIZE)) {
-        let frames: Vec<(InputKind, String, i64, Vec<u8>)> = chunk
-            .iter()
-            .map(|e| {
-                let mut buf = Vec::new();
-                e.record.write_framed(ids[&e.kind()], &mut buf);
-                (e.kind(), e.record.store_id().to_string(), e.time_ms, buf)
-            })
-            .collect();
-        let pending: Vec<_> = frames
-            .iter()
-            .map(|(kind, key, at, buf)| {
-                producer
-                    .send_result(
-                        FutureRecord::to(topic(*kind))
-                            .key(key.as_str())
-                            .payload(buf.as_slice())
-                            .timestamp(*at),
-                    )
-                    .unwrap_or_else(|(e, _)| panic!("enqueue: {e}"))
-            })
-            .collect();
-        for d in pending {
-            d.await
-                .expect("delivery")
-                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-        }
-        sent += chunk.len() as u64;
-        let deadline = Instant::now() + TIMEOUT;
-        while consumed(&svc).await < sent {
-            assert!(
-                Instant::now() < deadline,
-                "the service consumed {} of {sent} records",
-                consumed(&svc).await
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    produce_by_window(&svc, &producer, &topic, &ids, &events, &mut sent).await;
 
     let want = expected(&events);
     let empty = want
@@ -390,6 +355,126 @@ async fn a_simulated_hour_gives_the_feature_records_its_truth_implies() {
         );
     }
     svc.stop().await;
+
+    // A restart that replays the whole hour sends none of its windows again (the run before
+    // did); the windows that close after, on new records, go out once.
+    let again =
+        Service::start_with(&t, &[("WAITTIMES__STATE__REPLAY_HORIZON", "72h".into())]).await;
+    again.wait_ready().await;
+    let deadline = Instant::now() + TIMEOUT;
+    while feature_windows(&again, "replayed").await == 0 {
+        assert!(Instant::now() < deadline, "no window counted as replayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    common::assert_no_more(&reader, Duration::from_secs(3)).await;
+    let mut resent = 0u64;
+    produce_by_window(&again, &producer, &topic, &ids, &after_restart, &mut resent).await;
+    let all: Vec<SimEvent> = events.iter().chain(&after_restart).cloned().collect();
+    let later: BTreeMap<_, _> = expected(&all)
+        .into_iter()
+        .filter(|(k, _)| !want.contains_key(k))
+        .collect();
+    assert!(!later.is_empty());
+    let messages = common::recv_n(&reader, later.len()).await;
+    common::assert_no_more(&reader, Duration::from_secs(2)).await;
+    let mut keys = Vec::new();
+    for m in &messages {
+        let (id, body) = common::confluent_unframe(m.payload().expect("a value"));
+        let value =
+            apache_avro::from_avro_datum(&schemas[&id], &mut &body[..], None).expect("avro");
+        let Value::Record(fields) = value else {
+            panic!("not a record")
+        };
+        let f: HashMap<String, Value> = fields.into_iter().collect();
+        let key = (int(&f, "store_id") as i32, int(&f, "window_start"));
+        let w = later
+            .get(&key)
+            .unwrap_or_else(|| panic!("window {key:?} sent after the restart"));
+        // The counts are the window's own events, all consumed live.
+        assert_eq!(int(&f, "orders_placed"), i64::from(w.placed), "{key:?}");
+        assert_eq!(
+            int(&f, "orders_completed"),
+            i64::from(w.completed),
+            "{key:?}"
+        );
+        assert_eq!(
+            int(&f, "orders_cancelled"),
+            i64::from(w.cancelled),
+            "{key:?}"
+        );
+        keys.push(key);
+    }
+    keys.sort_unstable();
+    assert_eq!(keys, later.keys().copied().collect::<Vec<_>>());
+    again.stop().await;
+}
+
+/// Produces `events` one window of event time at a time, each consumed by `svc` (as its
+/// `/metrics` counts records) before the next goes in.
+async fn produce_by_window(
+    svc: &Service,
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &impl Fn(InputKind) -> String,
+    ids: &HashMap<InputKind, u32>,
+    events: &[SimEvent],
+    sent: &mut u64,
+) {
+    let base = consumed(svc).await;
+    let mut total = 0u64;
+    for chunk in events.chunk_by(|a, b| a.time_ms.div_euclid(SIZE) == b.time_ms.div_euclid(SIZE)) {
+        let frames: Vec<(String, String, i64, Vec<u8>)> = chunk
+            .iter()
+            .map(|e| {
+                let mut buf = Vec::new();
+                e.record.write_framed(ids[&e.kind()], &mut buf);
+                (
+                    topic(e.kind()),
+                    e.record.store_id().to_string(),
+                    e.time_ms,
+                    buf,
+                )
+            })
+            .collect();
+        let pending: Vec<_> = frames
+            .iter()
+            .map(|(topic, key, at, buf)| {
+                producer
+                    .send_result(
+                        FutureRecord::to(topic)
+                            .key(key.as_str())
+                            .payload(buf.as_slice())
+                            .timestamp(*at),
+                    )
+                    .unwrap_or_else(|(e, _)| panic!("enqueue: {e}"))
+            })
+            .collect();
+        for d in pending {
+            d.await
+                .expect("delivery")
+                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        }
+        total += chunk.len() as u64;
+        let deadline = Instant::now() + TIMEOUT;
+        while consumed(svc).await < base + total {
+            assert!(
+                Instant::now() < deadline,
+                "the service consumed {} of {total} records",
+                consumed(svc).await - base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    *sent += total;
+}
+
+/// `waittimes_feature_windows_total{outcome}` as `/metrics` shows it.
+async fn feature_windows(svc: &Service, outcome: &str) -> u64 {
+    let (status, text) = raw_get(svc, "/metrics").await;
+    assert_eq!(status, 200);
+    let prefix = format!("waittimes_feature_windows_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok())
+        .unwrap_or_default() as u64
 }
 
 /// Runs `examples/features_consumer.py` with a `client.properties` and `schema.properties` for
