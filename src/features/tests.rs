@@ -355,3 +355,18 @@ fn hour_and_day_of_week_are_utc_iso() {
     assert_eq!(hour_of_day(T0 + 11 * HOUR_MS + 59 * MIN), 23);
     assert_eq!((hour_of_day(-1), day_of_week(-1)), (23, 3)); // 1969-12-31, a Wednesday
 }
+
+#[test]
+fn windows_closed_by_a_replayed_event_can_be_discarded_alone() {
+    let mut r = Rig::new(0);
+    r.apply(placed(1, 1), T0);
+    r.apply(placed(2, 1), T0);
+    r.apply(placed(1, 2), T0 + 5 * MIN); // closes store 1's [0, 5)
+    let before = r.features.closed_len();
+    r.apply(placed(2, 2), T0 + 5 * MIN); // closes store 2's [0, 5): discard it alone
+    assert_eq!(r.features.discard_closed_after(before), 1);
+    assert_eq!(r.features.discard_closed_after(before), 0);
+    let kept = r.closed();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].store_id, 1);
+}
