@@ -10,7 +10,9 @@
 //!    (probe stores whose first answer is timed end to end);
 //! 5. resident memory: idle, and with many open orders;
 //! 6. HTTP with `wrk`, idle and while ingesting;
-//! 7. the Quix Streams peer over the same input (bench/peers/quix), if present;
+//! 7. the peers over the same input, checked against reference answers recomputed from the
+//!    input: Quix Streams (bench/peers/quix) and Kafka Streams (bench/peers/kstreams), side by
+//!    side with the service (throughput, CPU, RSS, first output, recovery after kill -9).
 //! 8. scale: the catch-up rate with the same number of events over 10, 1,000 and 100,000
 //!    stores, each beside the raw consume rate of its own records.
 //!
@@ -19,9 +21,12 @@
 
 mod cpu;
 mod floor;
+mod kstreams;
 mod latency;
 mod load;
 mod peer;
+mod procfs;
+mod reference;
 mod report;
 mod scale;
 mod service;
@@ -93,11 +98,19 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 500_000)]
     pub scale_events: u64,
 
-    /// Do not run the Quix Streams peer.
+    /// Do not run the peers (neither Quix Streams nor Kafka Streams).
     #[arg(long)]
     pub skip_peer: bool,
 
-    /// Give the peer at most this many seconds.
+    /// Do not run the Quix Streams peer (the slowest step by far).
+    #[arg(long)]
+    pub skip_quix: bool,
+
+    /// Do not run the Kafka Streams peer.
+    #[arg(long)]
+    pub skip_kstreams: bool,
+
+    /// Give each peer run at most this many seconds.
     #[arg(long, default_value_t = 900)]
     pub peer_timeout: u64,
 
@@ -315,16 +328,65 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         "    applied at {:.0} events/s, final wait times of {} stores published at {:.0} events/s",
         e2e.applied_rate, e2e.stores, e2e.published_rate
     ));
+    let e2e_answers = e2e.answers.clone();
     report.pipeline = Some(e2e);
     report.rss_after_replay = svc.rss_bytes();
 
-    // 7 (run now, while the topics hold exactly the preload): the peer.
-    if args.skip_peer {
-        report.peer = peer::Outcome::Skipped("--skip-peer".into());
+    // 7 (run now, while the topics hold exactly the preload): the peers, and the service's
+    // own recovery after kill -9 beside theirs.
+    if args.skip_peer || args.skip_quix {
+        report.peer = peer::Outcome::Skipped("--skip-peer / --skip-quix".into());
     } else {
         say("7/8 the Quix Streams peer over the same input (runs now, on the preload only)");
         report.peer = peer::run(&args, &config, &topics, total, &run_id).await;
         say(format!("    {}", report.peer.describe()));
+    }
+    say("7/8 reference answers: the state machine over the preload in event-time order");
+    match reference::compute(&config, &topics, &run_id).await {
+        Ok(r) => {
+            let wrong = r.mismatches(&e2e_answers);
+            say(format!(
+                "    {} stores from {} events ({} undecodable); the service's final answers differ on {}",
+                r.answers.len(),
+                r.events,
+                r.undecodable,
+                wrong.len()
+            ));
+            report.reference = Some(Ok((r.answers.len(), wrong.len())));
+            if args.skip_peer || args.skip_kstreams {
+                report.kstreams =
+                    kstreams::Outcome::Skipped("--skip-peer / --skip-kstreams".into());
+            } else {
+                say("7/8 the Kafka Streams peer over the same input, then kill -9 and restarts");
+                report.kstreams =
+                    kstreams::run(&args, &config, &topics, total, &run_id, &r, &work).await;
+                say(format!("    {}", report.kstreams.describe()));
+            }
+        }
+        Err(err) => {
+            say(format!("    reference failed: {err}"));
+            report.reference = Some(Err(err.to_string()));
+            report.kstreams =
+                kstreams::Outcome::Skipped("no reference answers to verify it against".into());
+        }
+    }
+    say("7/8 the service: kill -9, restart, time until ready with the same answers");
+    match svc
+        .kill_and_recover(
+            &service_cfg,
+            &work.join("service-restart.log"),
+            &e2e_answers,
+        )
+        .await
+    {
+        Ok(r) => {
+            say(format!(
+                "    ready with the same answers after {:.1} s ({} stores differ)",
+                r.seconds, r.wrong
+            ));
+            report.recovery = Some(r);
+        }
+        Err(err) => say(format!("    recovery step failed: {err}")),
     }
 
     // 4. Steady load: latencies.

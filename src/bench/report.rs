@@ -5,10 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::cpu::CpuSplit;
+use super::kstreams;
 use super::latency::Latencies;
 use super::peer::Outcome;
 use super::scale::ScaleRow;
-use super::service::{HttpResult, Memory, Pipeline, SteadyResult};
+use super::service::{HttpResult, Memory, Pipeline, Recovery, SteadyResult};
 use super::wrk::WrkResult;
 use super::{BenchArgs, Error, Result};
 
@@ -33,6 +34,10 @@ pub struct Report {
     pub rss_after_replay: Option<u64>,
     pub rss_after_load: Option<u64>,
     pub peer: Outcome,
+    /// Reference stores, and on how many the service's final answers differ.
+    pub reference: Option<Result<(usize, usize), String>>,
+    pub kstreams: kstreams::Outcome,
+    pub recovery: Option<Recovery>,
     pub steady: Option<SteadyResult>,
     pub http_idle: Option<WrkResult>,
     pub http_idle_cpu: Option<CpuSplit>,
@@ -76,6 +81,9 @@ impl Report {
             rss_after_replay: None,
             rss_after_load: None,
             peer: Outcome::Skipped("not run".into()),
+            reference: None,
+            kstreams: kstreams::Outcome::Skipped("not run".into()),
+            recovery: None,
             steady: None,
             http_idle: None,
             http_idle_cpu: None,
@@ -356,6 +364,7 @@ impl Report {
             }
             (other, _) => row("7", "Quix Streams peer", other.describe(), "≥ 20×", "—"),
         }
+        self.kstreams_rows(&mut row);
         for r in &self.scale {
             match r {
                 Ok(r) => {
@@ -387,6 +396,120 @@ impl Report {
             }
         }
         s
+    }
+
+    /// Step 7's reference check and the Kafka Streams peer beside the service, row by row.
+    fn kstreams_rows(&self, row: &mut impl FnMut(&str, &str, String, &str, &str)) {
+        match &self.reference {
+            Some(Ok((stores, wrong))) => row(
+                "7",
+                "reference answers: the service's state machine over the preload in event-time order (what a peer is verified against)",
+                format!("{stores} stores; the service's final answers differ on {wrong}"),
+                "0 differ",
+                verdict(*wrong == 0),
+            ),
+            Some(Err(e)) => row("7", "reference answers", format!("failed: {e}"), "", "—"),
+            None => {}
+        }
+        let ks = match &self.kstreams {
+            kstreams::Outcome::Ran(r) => r,
+            other => {
+                row("7", "Kafka Streams peer", other.describe(), "> 1×", "—");
+                return;
+            }
+        };
+        let peer = format!("kafka-streams {}", ks.version);
+        let p = self.pipeline.as_ref();
+        let ratio = p.map_or(f64::NAN, |p| p.published_rate / ks.published_rate);
+        row(
+            "7",
+            &format!(
+                "{peer} (verified: all {} stores' final values on its output topic equal the reference): first record → final answers on the output topic",
+                ks.stores
+            ),
+            format!(
+                "service {} events/s, peer {} events/s ({:.2} s; {} events/s to its last record): **{ratio:.1}×**",
+                p.map_or_else(|| "?".into(), |p| thousands(p.published_rate as u64)),
+                thousands(ks.published_rate as u64),
+                ks.published_secs,
+                thousands(ks.applied_rate as u64),
+            ),
+            "> 1× (SPEC: beat the peers)",
+            verdict(ratio > 1.0),
+        );
+        let per_m = |cpu: f64, events: u64| cpu / (events.max(1) as f64 / 1e6);
+        let ours_cpu = p.and_then(|p| p.cpu_secs);
+        row(
+            "7",
+            "CPU seconds per million events (whole process, all threads, first record → done)",
+            format!(
+                "service {}, peer {:.1}",
+                ours_cpu.map_or_else(|| "?".into(), |c| format!("{:.1}", per_m(c, ks.events))),
+                per_m(ks.cpu_seconds, ks.events)
+            ),
+            "",
+            "",
+        );
+        let mb =
+            |b: Option<u64>| b.map_or_else(|| "?".into(), |b| format!("{:.0} MB", b as f64 / 1e6));
+        row(
+            "7",
+            "RSS once the replay is done (peak)",
+            format!(
+                "service {} ({}), peer {} ({}; JVM default heap)",
+                mb(self.rss_after_replay),
+                mb(p.and_then(|p| p.rss_peak)),
+                mb(ks.rss),
+                mb(ks.rss_peak)
+            ),
+            "",
+            "",
+        );
+        let secs = |s: Option<f64>| s.map_or_else(|| "?".into(), |s| format!("{s:.1} s"));
+        row(
+            "7",
+            "process start → first record on the output topic",
+            format!(
+                "service {}, peer {}",
+                secs(p.and_then(|p| p.first_output_secs)),
+                secs(ks.first_output_secs)
+            ),
+            "",
+            "",
+        );
+        let mut restarts = String::new();
+        for r in &ks.restarts {
+            let _ = write!(
+                restarts,
+                "; peer, {}: {:.1} s ({} changelog records restored in {:.1} s){}",
+                r.label,
+                r.seconds,
+                thousands(r.restored_records),
+                r.restore_seconds,
+                if r.wrong.is_empty() {
+                    String::new()
+                } else {
+                    format!(", **{} stores wrong**", r.wrong.len())
+                }
+            );
+        }
+        row(
+            "7",
+            "kill -9 → restarted, caught up and every answer right again (service: its replay; peer: its changelog restore)",
+            format!(
+                "service {}{restarts}",
+                self.recovery.as_ref().map_or_else(
+                    || "not measured".into(),
+                    |r| if r.wrong == 0 {
+                        format!("{:.1} s", r.seconds)
+                    } else {
+                        format!("{:.1} s, **{} stores wrong**", r.seconds, r.wrong)
+                    }
+                )
+            ),
+            "",
+            "",
+        );
     }
 
     /// Replaces the table between the markers in `path` (appends it if there are none).

@@ -16,7 +16,7 @@ use super::latency::Latencies;
 use super::load::{self, Acks, Probe, Steady};
 use super::watch::OutputWatcher;
 use super::wrk::{self, WrkResult};
-use super::{BenchArgs, Error, Result, Topics, say};
+use super::{BenchArgs, Error, Result, Topics, procfs, say};
 use crate::config::{Config, EnvVars};
 
 /// How long the service may take to answer /health/live after start.
@@ -112,6 +112,24 @@ pub struct Pipeline {
     pub applied_secs: f64,
     pub published_secs: f64,
     pub stores: usize,
+    /// Every store's final answer (from /stores once all records are applied).
+    pub answers: HashMap<i32, i32>,
+    /// CPU seconds of the service process from the first consumed record to the final answers
+    /// on the output topic.
+    pub cpu_secs: Option<f64>,
+    /// Process start → the first record on the output topic.
+    pub first_output_secs: Option<f64>,
+    /// Peak resident memory (VmHWM) once the final answers are out.
+    pub rss_peak: Option<u64>,
+}
+
+/// Kill -9 and restart: how long until the service was ready with the same answers.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Process start → /health/ready and every store's answer equal to the one before the kill.
+    pub seconds: f64,
+    /// Stores whose answer then still differed (none unless it timed out).
+    pub wrong: usize,
 }
 
 /// Step 4's figures.
@@ -169,6 +187,7 @@ impl Memory {
 
 pub(super) struct Service {
     child: Child,
+    started: Instant,
     port: u16,
     http: reqwest::Client,
     next_probe: i32,
@@ -199,6 +218,7 @@ impl Service {
             .build()?;
         Ok(Service {
             child,
+            started: Instant::now(),
             port: cfg.port,
             client: cfg.client.clone(),
             http,
@@ -244,7 +264,49 @@ impl Service {
 
     /// Resident set size of the service process, from /proc.
     pub(super) fn rss_bytes(&self) -> Option<u64> {
-        rss_of(self.child.id())
+        procfs::status_bytes(self.child.id(), "VmRSS")
+    }
+
+    /// Kills the service with SIGKILL and starts it again with the same configuration (same
+    /// group, same topics): the time until it is ready and answers as before, i.e. its replay
+    /// from `now − replay horizon`. `self` is the new process afterwards.
+    pub(super) async fn kill_and_recover(
+        &mut self,
+        cfg: &ServiceConfig,
+        log: &Path,
+        before: &HashMap<i32, i32>,
+    ) -> Result<Recovery> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Service::spawn(cfg, log)?;
+        self.wait_for("/health/live", START_TIMEOUT).await?;
+        let deadline = Instant::now() + STALL;
+        loop {
+            let ready = self
+                .http
+                .get(self.url("/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            let wrong = if ready {
+                let now = self.final_answers().await?;
+                before.iter().filter(|(s, m)| now.get(s) != Some(m)).count()
+            } else {
+                before.len()
+            };
+            if wrong == 0 || Instant::now() > deadline {
+                return Ok(Recovery {
+                    seconds: self.started.elapsed().as_secs_f64(),
+                    wrong,
+                });
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Failed(format!(
+                    "the restarted service exited: {status}"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Step 3: waits until all `total` preloaded records are consumed and every store's final
@@ -252,12 +314,14 @@ impl Service {
     pub(super) async fn replay(&mut self, total: u64, watcher: &OutputWatcher) -> Result<Pipeline> {
         self.wait_for("/health/live", START_TIMEOUT).await?;
         let mut first: Option<(Instant, u64)> = None;
+        let mut cpu0 = None;
         let mut last_change = (Instant::now(), 0u64);
         let applied_at = loop {
             let consumed = metric_sum(&self.metrics().await?, "waittimes_events_total") as u64;
             let now = Instant::now();
             if consumed > 0 && first.is_none() {
                 first = Some((now, consumed));
+                cpu0 = procfs::cpu_seconds(self.child.id());
             }
             if consumed >= total {
                 break now;
@@ -302,6 +366,11 @@ impl Service {
             }
             tokio::time::sleep(POLL).await;
         };
+        let cpu1 = procfs::cpu_seconds(self.child.id());
+        let first_output_secs = watcher.with(|s| {
+            s.first
+                .map(|f| f.saturating_duration_since(self.started).as_secs_f64())
+        });
         let n = (total - c0) as f64;
         let applied_secs = applied_at.duration_since(t0).as_secs_f64();
         let published_secs = published_at.saturating_duration_since(t0).as_secs_f64();
@@ -311,6 +380,10 @@ impl Service {
             applied_secs,
             published_secs,
             stores: finals.len(),
+            cpu_secs: cpu0.zip(cpu1).map(|(a, b)| b - a),
+            first_output_secs,
+            rss_peak: procfs::status_bytes(self.child.id(), "VmHWM"),
+            answers: finals,
         })
     }
 
@@ -529,13 +602,6 @@ impl Drop for Service {
             let _ = self.child.wait();
         }
     }
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// The sum of every sample of `name` (all label sets) in an OpenMetrics text.

@@ -22,6 +22,8 @@ pub(super) struct Seen {
     pub probes: HashMap<i32, i64>,
     pub records: u64,
     pub undecodable: u64,
+    /// When the first record arrived.
+    pub first: Option<Instant>,
 }
 
 pub(super) struct OutputWatcher {
@@ -86,6 +88,7 @@ fn watch(consumer: BaseConsumer, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) 
         let wall = now_ms();
         let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
         s.records += 1;
+        s.first.get_or_insert(at);
         match msg.payload().and_then(decode_wait_times) {
             Some((store, minutes)) => {
                 s.last.insert(store, (minutes, at));
