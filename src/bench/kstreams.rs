@@ -315,12 +315,27 @@ fn run_blocking(ctx: &Ctx, total: u64, reference: &Reference, watcher: &OutputWa
             break at;
         }
         if Instant::now() > deadline {
+            let own = answers_of(&summary);
+            let examples: Vec<String> = watcher.with(|seen| {
+                wrong
+                    .iter()
+                    .take(5)
+                    .map(|s| {
+                        format!(
+                            "store {s}: reference {:?}, on the topic {:?}, in the peer's store {:?}",
+                            reference.answers.get(s),
+                            seen.last.get(s).map(|(m, _)| *m),
+                            own.get(s)
+                        )
+                    })
+                    .collect()
+            });
             return Outcome::Failed(format!(
-                "not verified: {} of {} stores' last values on {} differ from the reference (e.g. stores {:?})",
+                "not verified: {} of {} stores' last values on {} differ from the reference ({})",
                 wrong.len(),
                 reference.answers.len(),
                 ctx.output,
-                &wrong[..wrong.len().min(5)]
+                examples.join("; ")
             ));
         }
         std::thread::sleep(Duration::from_millis(20));

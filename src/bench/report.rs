@@ -495,15 +495,18 @@ impl Report {
         }
         row(
             "7",
-            "kill -9 → restarted, caught up and every answer right again (service: its replay; peer: its changelog restore)",
+            "kill -9 → restarted and caught up, answers checked (service: its replay, against its answers before the kill; peer: its changelog restore, against the reference)",
             format!(
                 "service {}{restarts}",
                 self.recovery.as_ref().map_or_else(
                     || "not measured".into(),
                     |r| if r.wrong == 0 {
-                        format!("{:.1} s", r.seconds)
+                        format!("{:.1} s (ready, every answer as before the kill)", r.seconds)
                     } else {
-                        format!("{:.1} s, **{} stores wrong**", r.seconds, r.wrong)
+                        format!(
+                            "{:.1} s to ready, but **{} stores' answers differ from before the kill**",
+                            r.seconds, r.wrong
+                        )
                     }
                 )
             ),
