@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mismatches_name_wrong_missing_and_extra_stores() {
+    fn mismatches_name_wrong_and_missing_stores_not_extra_ones() {
         let reference = Reference {
             answers: HashMap::from([(1, 10), (2, 20), (3, 30)]),
             ..Reference::default()
