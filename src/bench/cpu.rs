@@ -5,6 +5,8 @@
 //! Shares are of all cores' time over the step, read in the same clock ticks on both sides,
 //! so no tick rate is needed.
 
+use super::procfs;
+
 /// Cumulative CPU counters at one moment.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Sample {
@@ -30,8 +32,8 @@ impl Sample {
     pub(super) fn take(service_pid: u32) -> Option<Sample> {
         let (total, idle) = machine(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let (service, _) =
-            process(&std::fs::read_to_string(format!("/proc/{service_pid}/stat")).ok()?)?;
-        let (bench, children) = process(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+            procfs::ticks(&std::fs::read_to_string(format!("/proc/{service_pid}/stat")).ok()?)?;
+        let (bench, children) = procfs::ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
         Some(Sample {
             total,
             idle,
@@ -89,16 +91,6 @@ fn machine(stat: &str) -> Option<(u64, u64)> {
     Some((total, idle))
 }
 
-/// `(utime + stime, cutime + cstime)` of one /proc/PID/stat line. The command name (field 2)
-/// may hold spaces and parentheses, so fields are counted after its last `)`.
-fn process(stat: &str) -> Option<(u64, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) is index 11 here.
-    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
-    Some((n(11)? + n(12)?, n(13)? + n(14)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,10 +99,7 @@ mod tests {
     fn reads_proc_stat_lines() {
         let stat = "cpu  100 5 50 800 20 1 2 3 0 0\ncpu0 50 2 25 400 10 0 1 1 0 0\n";
         assert_eq!(machine(stat), Some((981, 820)));
-        let pid =
-            "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 70 30 9 1 20 0 4 0 1 2 3";
-        assert_eq!(process(pid), Some((100, 10)));
-        assert_eq!(process("garbage"), None);
+        assert_eq!(machine("garbage"), None);
     }
 
     #[test]

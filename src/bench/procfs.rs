@@ -17,16 +17,21 @@ pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_from_stat(&stat)
 }
 
-/// Fields 14 and 15 (utime, stime) of a `/proc/<pid>/stat` line, counted after the command
-/// name (which may hold spaces and parentheses, so the split starts at its last `)`). Linux
-/// reports them in USER_HZ, which is 100 on every architecture it exposes to user space.
+/// Linux reports CPU times in USER_HZ, which is 100 on every architecture it exposes to user
+/// space.
 fn cpu_from_stat(stat: &str) -> Option<f64> {
     const USER_HZ: f64 = 100.0;
+    ticks(stat).map(|(own, _)| own as f64 / USER_HZ)
+}
+
+/// `(utime + stime, cutime + cstime)` in clock ticks: fields 14–17 of a `/proc/<pid>/stat`
+/// line, counted after the command name (which may hold spaces and parentheses, so the split
+/// starts at its last `)`). The second is the CPU of children already waited for.
+pub(super) fn ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / USER_HZ)
+    let f: Vec<&str> = rest.split_whitespace().skip(11).take(4).collect();
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some((n(0)? + n(1)?, n(2)? + n(3)?))
 }
 
 #[cfg(test)]
@@ -38,6 +43,8 @@ mod tests {
         let line = "4242 (java (peer) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 40";
         assert_eq!(cpu_from_stat(line), Some(3.25));
         assert_eq!(cpu_from_stat("4242 (x) S 1"), None);
+        let waited = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 70 30 9 1 20 0 4";
+        assert_eq!(ticks(waited), Some((100, 10)));
     }
 
     #[test]
