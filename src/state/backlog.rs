@@ -31,10 +31,15 @@
 /// Open-order counts at or above `BINS − 1` share the last bin.
 pub(crate) const BINS: usize = 48;
 /// Completions after which an old one weighs half.
-pub(crate) const HALF_LIFE: f64 = 150.0;
+pub(crate) const HALF_LIFE: f64 = 60.0;
 /// Below this many (effective) completions the point estimate leans on the window's median,
 /// linearly less as they accumulate.
 pub(crate) const WARM: f64 = 20.0;
+/// The share of the fit's weight a knee needs above it.
+const MIN_ABOVE_KNEE: f64 = 0.05;
+/// Open orders beyond the fit's evidence are extrapolated up to this factor of the largest
+/// count seen (with weight), no further.
+const EXTRAPOLATE: f64 = 1.5;
 /// Step of the quantile trackers (a ratio).
 const QUANTILE_STEP: f64 = 0.01;
 /// Starting ratio of the p90 to the point estimate.
@@ -55,11 +60,14 @@ pub(crate) struct Fit {
     pub a: f64,
     pub b: f64,
     pub knee: u32,
+    /// The largest open-order count the fit has seen.
+    pub seen: u32,
 }
 
 impl Fit {
     pub(crate) fn minutes(&self, open: u32) -> f64 {
-        self.a + self.b * f64::from(open.saturating_sub(self.knee))
+        let cap = (f64::from(self.seen.max(1)) * EXTRAPOLATE).ceil() as u32;
+        self.a + self.b * f64::from(open.min(cap).saturating_sub(self.knee))
     }
 }
 
@@ -141,10 +149,13 @@ impl Backlog {
     /// The best knee's least-squares line; `None` without data.
     fn refit(&self) -> Option<Fit> {
         // Totals over all bins, then suffix sums above each candidate knee.
-        let (mut w, mut wy) = (0.0, 0.0);
-        for b in self.bins.iter() {
+        let (mut w, mut wy, mut seen) = (0.0, 0.0, 0);
+        for (x, b) in self.bins.iter().enumerate() {
             w += b.w;
             wy += b.wy;
+            if b.w > 0.0 {
+                seen = x as u32;
+            }
         }
         if w <= 0.0 {
             return None;
@@ -153,6 +164,7 @@ impl Backlog {
             a: wy / w,
             b: 0.0,
             knee: 0,
+            seen,
         };
         // With b = 0 the explained sum is a·Y; larger is a better fit (SSE = Syy − explained).
         let mut best_explained = best.a * wy;
@@ -170,7 +182,9 @@ impl Backlog {
             let szz = swx2 - 2.0 * mf * swx + mf * mf * sw;
             let szy = swyx - mf * swy;
             let det = w * szz - sz * sz;
-            if sw <= 0.0 || det <= 1e-9 * w * szz.max(1e-300) {
+            // A knee needs a share of the evidence above it, or a few late completions would
+            // set a steep slope that the next ramp-up extrapolates.
+            if sw < MIN_ABOVE_KNEE * w || det <= 1e-9 * w * szz.max(1e-300) {
                 continue;
             }
             let slope = (w * szy - sz * wy) / det;
@@ -185,6 +199,7 @@ impl Backlog {
                     a,
                     b: slope,
                     knee: m as u32,
+                    seen,
                 };
             }
         }
@@ -253,6 +268,20 @@ mod tests {
         let f = b.forecast(14, Some(30.0 * MIN as f64), None).unwrap();
         assert!((f.point_ms / MIN as f64 - 60.0).abs() < 1e-6, "{f:?}");
         assert_eq!(b.promise_ms(14), Some(f.point_ms));
+    }
+
+    #[test]
+    fn extrapolation_stops_at_half_again_the_largest_queue_seen() {
+        let mut b = Backlog::default();
+        for i in 0..400u32 {
+            let open = i % 11;
+            b.learn(open, None, kitchen(open));
+        }
+        let fit = b.fit().unwrap();
+        assert_eq!(fit.seen, 10);
+        // 10 seen: up to 15 extrapolated, 30 + 3·11 = 63 min; 40 open gives no more.
+        assert!((fit.minutes(15) - 63.0).abs() < 1e-6, "{fit:?}");
+        assert_eq!(fit.minutes(40), fit.minutes(15));
     }
 
     #[test]
