@@ -66,11 +66,10 @@ fn a_day_is_deterministic_and_scores_every_predictor() {
     let rolling = r.acc(Group::All, rolling_mean_column()).unwrap();
     assert!(all.n() > 0 && all.n() == rolling.n());
     // The oracle knows the true queue: nothing that reads only the events beats it.
-    for c in 0..names.len() {
+    for (c, name) in names.iter().enumerate() {
         assert!(
             r.acc(Group::All, c).unwrap().mae() >= all.mae() - 1e-9,
-            "{}",
-            names[c]
+            "{name}"
         );
     }
     let answered = cancelled
