@@ -13,7 +13,8 @@
 //! - [`service`]: assembles and starts all of it, and stops it on one `shutdown` token.
 //!
 //! Beside the service: [`datagen`] (the workshop's Datagen replica and a coherent simulation),
-//! [`bench`] (`waittimes bench`), [`probe`] (the container's healthcheck). [`domain`] holds the
+//! [`bench`] (`waittimes bench`), [`score`] (`waittimes score`: estimates against the
+//! simulation's truth), [`probe`] (the container's healthcheck). [`domain`] holds the
 //! plain data every room shares.
 
 pub(crate) mod answers;
@@ -32,6 +33,7 @@ pub(crate) mod pipeline;
 pub mod probe;
 #[cfg(test)]
 mod readme_sync;
+pub mod score;
 pub mod service;
 pub(crate) mod shutdown;
 pub mod state;

@@ -51,6 +51,10 @@ enum Command {
     /// WAITTIMES__SECTION__KEY variables, flags over both.
     #[command(after_long_help = waittimes::config::reference_text())]
     Bench(waittimes::bench::BenchArgs),
+    /// Score every estimator against the coherent simulation's truth, in process (no broker):
+    /// for each order the answer that stood at its placement versus its real wait. Prints
+    /// Markdown tables (see ESTIMATES.md); --plot writes one store's day as a PNG.
+    Score(waittimes::score::ScoreArgs),
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig {
         #[arg(long, short, env = "WAITTIMES_CONFIG")]
@@ -105,6 +109,13 @@ fn main() -> anyhow::Result<()> {
             init_logging("warn", false)?;
             let report = runtime()?.block_on(waittimes::bench::run(args))?;
             print!("{}", report.markdown());
+            Ok(())
+        }
+        Command::Score(args) => {
+            let started = std::time::Instant::now();
+            let report = waittimes::score::run(&args)?;
+            print!("{report}");
+            eprintln!("scored in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
         Command::CheckConfig { config } => {

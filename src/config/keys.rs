@@ -144,7 +144,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "state.estimator",
         default: "p50",
-        description: "Published wait time: mean | p50 | p90 | queue.",
+        description: "Published wait time: mean | p50 | p90 | queue | backlog.",
     },
     KeyDoc {
         key: "output.emit_interval",

@@ -508,7 +508,7 @@ fn unknown_enum_value_lists_the_choices() {
     assert_eq!(
         e.to_string(),
         "invalid value for `state.estimator` (from env WAITTIMES__STATE__ESTIMATOR): unknown value `p99`; \
-         expected one of: mean, p50, p90, queue"
+         expected one of: mean, p50, p90, queue, backlog"
     );
 }
 

@@ -116,6 +116,124 @@ pub struct SimEvent {
     pub time_ms: EventTime,
     /// When the order this event belongs to was placed (`time_ms` for a placement).
     pub placed_at_ms: EventTime,
+    /// On a placement: what the simulation's true state says about the new order.
+    pub placement: Option<PlacementTruth>,
+}
+
+/// The truth about a new order at its placement, known only to the simulation: the oracle an
+/// estimator is scored against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlacementTruth {
+    /// Accepted orders still in the kitchen (queued or being prepared) when it was placed.
+    pub orders_ahead: u32,
+    /// The expected wait from the true state: the exact queue wait (the true slots' free
+    /// times) plus the expected prep time of this order (its true size and the store's true
+    /// prep parameters) and the expected rack and delivery times.
+    pub expected_wait_ms: f64,
+    /// The oracle's 90th percentile: the same, with the spread of prep, rack and delivery
+    /// (normal approximation of their sum).
+    pub p90_wait_ms: f64,
+    /// For an order that will be cancelled: the wait it would have had (drawn apart, so the
+    /// main event sequence of a seed does not depend on it).
+    pub counterfactual_wait_ms: Option<i64>,
+}
+
+/// How a store's kitchen changes through the day, so that an estimator is not scored on one
+/// stationary model only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kitchen {
+    /// Slots and prep times as drawn, all day.
+    #[default]
+    Stationary,
+    /// Staff shifts: one slot fewer at night, into the dinner rush (16–19h, a shift change)
+    /// and late evening; one slot more from 19 to 23h.
+    Shifts,
+    /// Prep times drift from 0.75× the drawn median at midnight to 1.35× at the end of the day.
+    Drift,
+}
+
+impl Kitchen {
+    pub const ALL: [Kitchen; 3] = [Kitchen::Stationary, Kitchen::Shifts, Kitchen::Drift];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kitchen::Stationary => "stationary",
+            Kitchen::Shifts => "shifts",
+            Kitchen::Drift => "drift",
+        }
+    }
+
+    /// Slots at work at `t` for a store drawn with `slots`.
+    pub fn slots_at(self, slots: u32, t: EventTime) -> u32 {
+        if self != Kitchen::Shifts {
+            return slots;
+        }
+        let h = t.rem_euclid(DAY_MS) as f64 / HOUR_MS;
+        if (10.0..16.0).contains(&h) {
+            slots
+        } else if (19.0..23.0).contains(&h) {
+            slots + 1
+        } else {
+            slots.saturating_sub(1).max(1)
+        }
+    }
+
+    /// Factor on the drawn prep median at `t`.
+    pub fn prep_factor_at(self, t: EventTime) -> f64 {
+        if self != Kitchen::Drift {
+            return 1.0;
+        }
+        let h = t.rem_euclid(DAY_MS) as f64 / HOUR_MS;
+        0.75 + 0.6 * h / 24.0
+    }
+}
+
+/// The phase of the day an order is placed in, by the order-rate profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Regime {
+    OffPeak,
+    /// 10–12h and 17–18h: the rate climbs to a rush.
+    RampUp,
+    /// 12–14h and 18–21h.
+    Peak,
+    /// 14–15h and 21–23h.
+    RampDown,
+}
+
+impl Regime {
+    pub const ALL: [Regime; 4] = [
+        Regime::OffPeak,
+        Regime::RampUp,
+        Regime::Peak,
+        Regime::RampDown,
+    ];
+
+    pub fn at(t: EventTime) -> Regime {
+        let h = t.rem_euclid(DAY_MS) as f64 / HOUR_MS;
+        if (10.0..12.0).contains(&h) || (17.0..18.0).contains(&h) {
+            Regime::RampUp
+        } else if (12.0..14.0).contains(&h) || (18.0..21.0).contains(&h) {
+            Regime::Peak
+        } else if (14.0..15.0).contains(&h) || (21.0..23.0).contains(&h) {
+            Regime::RampDown
+        } else {
+            Regime::OffPeak
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Regime::OffPeak => "off-peak",
+            Regime::RampUp => "ramp-up",
+            Regime::Peak => "peak",
+            Regime::RampDown => "ramp-down",
+        }
+    }
+
+    /// Ramp-up, peak and ramp-down.
+    pub fn is_rush(self) -> bool {
+        self != Regime::OffPeak
+    }
 }
 
 impl SimEvent {
@@ -181,7 +299,10 @@ pub fn cancel_probability(queue_ms: i64) -> f64 {
 /// The simulation: iterate it for events in simulated-time order.
 pub struct Sim {
     cfg: SimConfig,
+    kitchen: Kitchen,
     rng: StdRng,
+    /// Draws the counterfactual waits of cancelled orders, apart from `rng`.
+    cf_rng: StdRng,
     stores: Vec<Store>,
     pending: BinaryHeap<Pending>,
     seq: u64,
@@ -189,8 +310,10 @@ pub struct Sim {
 
 struct Store {
     profile: StoreProfile,
-    /// When each slot is next free.
+    /// When each slot is next free (one more than drawn, for `Kitchen::Shifts`).
     free_at: Vec<EventTime>,
+    /// When each accepted order still in the kitchen leaves it (unordered).
+    in_kitchen: Vec<EventTime>,
     next_id: i32,
 }
 
@@ -228,12 +351,18 @@ impl Ord for Pending {
 
 impl Sim {
     pub fn new(cfg: SimConfig, seed: u64) -> Sim {
+        Sim::with_kitchen(cfg, seed, Kitchen::Stationary)
+    }
+
+    /// A simulation whose kitchens change through the day as `kitchen` says.
+    pub fn with_kitchen(cfg: SimConfig, seed: u64, kitchen: Kitchen) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let stores = (1..=cfg.stores)
             .map(|id| {
                 let profile = draw_profile(&mut rng, i32::try_from(id).unwrap_or(i32::MAX));
                 Store {
-                    free_at: vec![cfg.start_ms; profile.slots as usize],
+                    free_at: vec![cfg.start_ms; profile.slots as usize + 1],
+                    in_kitchen: Vec::new(),
                     profile,
                     next_id: FIRST_ORDER_ID,
                 }
@@ -241,6 +370,8 @@ impl Sim {
             .collect();
         let mut sim = Sim {
             cfg,
+            kitchen,
+            cf_rng: StdRng::seed_from_u64(seed ^ 0x5EED_C0DE_F00D_CAFE),
             rng,
             stores,
             pending: BinaryHeap::new(),
@@ -286,8 +417,10 @@ impl Sim {
         }
     }
 
-    /// Places an order at `t` in store `s`; schedules its end; returns the placement.
-    fn place(&mut self, s: usize, t: EventTime) -> Record {
+    /// Places an order at `t` in store `s`; schedules its end; returns the placement and its
+    /// truth.
+    fn place(&mut self, s: usize, t: EventTime) -> (Record, PlacementTruth) {
+        let kitchen = self.kitchen;
         let t_o = &self.cfg.templates.orders;
         let t_c = &self.cfg.templates.completed;
         let rng = &mut self.rng;
@@ -310,16 +443,49 @@ impl Sim {
             order_lines,
         };
 
-        // FIFO over the slots: the order waits for the earliest free one.
+        // FIFO over the slots at work: the order waits for the earliest free one.
+        let working = kitchen.slots_at(store.profile.slots, t) as usize;
         let (slot, free) = store
             .free_at
             .iter()
+            .take(working.max(1))
             .copied()
             .enumerate()
             .min_by_key(|&(i, f)| (f, i))
             .unwrap_or((0, t));
         let queue_ms = (free - t).max(0);
-        let end = if rng.random::<f64>() < cancel_probability(queue_ms) {
+        store.in_kitchen.retain(|&leaves| leaves > t);
+        let p = &store.profile;
+        let size = 0.9 + 0.05 * order.order_lines.len() as f64;
+        let prep_median = p.prep_median_ms * kitchen.prep_factor_at(t) * size;
+        let rack_range = &t_c.rack_time_secs;
+        let del_range = &t_c.order_delivery_time_secs;
+        let draw_rest = |rng: &mut StdRng| {
+            let prep = (prep_median * (p.prep_sigma * std_normal(rng)).exp())
+                .clamp(3.0 * MINUTE_MS, 90.0 * MINUTE_MS)
+                .round() as i64;
+            let rack = rack_range.sample(rng);
+            let delivery = (p.delivery_mean_secs + 150.0 * std_normal(rng)).round() as i32;
+            let delivery = delivery.clamp(del_range.min, del_range.max - 1);
+            (prep, rack, delivery)
+        };
+        let truth = {
+            let s2 = p.prep_sigma * p.prep_sigma;
+            let prep_mean = prep_median * (s2 / 2.0).exp();
+            let prep_var = prep_mean * prep_mean * (s2.exp() - 1.0);
+            let rack_secs = f64::from(rack_range.max - rack_range.min);
+            let rack_mean = 1000.0 * (f64::from(rack_range.min) + (rack_secs - 1.0) / 2.0);
+            let rack_var = 1e6 * (rack_secs * rack_secs - 1.0) / 12.0;
+            let del_var = 1e6 * 150.0 * 150.0;
+            let mean = queue_ms as f64 + prep_mean + rack_mean + 1000.0 * p.delivery_mean_secs;
+            PlacementTruth {
+                orders_ahead: u32::try_from(store.in_kitchen.len()).unwrap_or(u32::MAX),
+                expected_wait_ms: mean,
+                p90_wait_ms: mean + 1.281_551_6 * (prep_var + rack_var + del_var).sqrt(),
+                counterfactual_wait_ms: None,
+            }
+        };
+        let (end, truth) = if rng.random::<f64>() < cancel_probability(queue_ms) {
             // Gives up while still queued (or, with no queue, within a minute).
             let patience = rng.random_range(30_000..=queue_ms.max(60_000));
             let at = t.saturating_add(patience);
@@ -329,22 +495,19 @@ impl Sim {
                 date: day(at),
                 status: first(&self.cfg.templates.cancelled.status),
             });
-            (at, rec)
+            let (prep, rack, delivery) = draw_rest(&mut self.cf_rng);
+            let cf = queue_ms + prep + 1000 * i64::from(rack) + 1000 * i64::from(delivery);
+            let truth = PlacementTruth {
+                counterfactual_wait_ms: Some(cf),
+                ..truth
+            };
+            ((at, rec), truth)
         } else {
-            let p = &store.profile;
-            let size = 0.9 + 0.05 * order.order_lines.len() as f64;
-            let prep = (p.prep_median_ms * size * (p.prep_sigma * std_normal(rng)).exp())
-                .clamp(3.0 * MINUTE_MS, 90.0 * MINUTE_MS)
-                .round() as i64;
+            let (prep, rack, delivery) = draw_rest(rng);
             if let Some(f) = store.free_at.get_mut(slot) {
                 *f = t + queue_ms + prep;
             }
-            let rack = t_c.rack_time_secs.sample(rng);
-            let delivery = (p.delivery_mean_secs + 150.0 * std_normal(rng)).round() as i32;
-            let delivery = delivery.clamp(
-                t_c.order_delivery_time_secs.min,
-                t_c.order_delivery_time_secs.max - 1,
-            );
+            store.in_kitchen.push(t + queue_ms + prep);
             let wait = queue_ms + prep + 1000 * i64::from(rack) + 1000 * i64::from(delivery);
             let at = t.saturating_add(wait);
             let rec = Record::Completed(Completed {
@@ -355,10 +518,10 @@ impl Sim {
                 rack_time_secs: rack,
                 order_delivery_time_secs: delivery,
             });
-            (at, rec)
+            ((at, rec), truth)
         };
         self.push(end.0, What::End(end.1, t));
-        Record::Order(order)
+        (Record::Order(order), truth)
     }
 }
 
@@ -372,19 +535,21 @@ impl Iterator for Sim {
         }
         match what {
             What::Arrival(s) => {
-                let record = self.place(s, time);
+                let (record, truth) = self.place(s, time);
                 let next = self.next_arrival(s, time);
                 self.push(next, What::Arrival(s));
                 Some(SimEvent {
                     record,
                     time_ms: time,
                     placed_at_ms: time,
+                    placement: Some(truth),
                 })
             }
             What::End(record, placed_at_ms) => Some(SimEvent {
                 record,
                 time_ms: time,
                 placed_at_ms,
+                placement: None,
             }),
         }
     }

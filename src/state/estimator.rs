@@ -28,14 +28,18 @@ pub enum Estimator {
     /// The median scaled by the current queue against the window's average queue; see
     /// [`Estimator::Queue`]'s formula in [`Summary::queue_ms`].
     Queue,
+    /// The wait the open orders ahead imply, by the store's learned response of waits to its
+    /// queue, with a p90 calibrated online (see `backlog.rs`).
+    Backlog,
 }
 
 impl Estimator {
-    pub const ALL: [Estimator; 4] = [
+    pub const ALL: [Estimator; 5] = [
         Estimator::Mean,
         Estimator::P50,
         Estimator::P90,
         Estimator::Queue,
+        Estimator::Backlog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,16 +48,20 @@ impl Estimator {
             Estimator::P50 => "p50",
             Estimator::P90 => "p90",
             Estimator::Queue => "queue",
+            Estimator::Backlog => "backlog",
         }
     }
 
-    /// The estimate in milliseconds; `None` when the window has no observation.
+    /// The estimate in milliseconds from the window alone; `None` when the window has no
+    /// observation. The backlog estimator needs the store's model: without it (here) it is the
+    /// window's median, its own fallback.
     pub(crate) fn estimate_ms(self, s: &Summary, open_orders: u32) -> Option<f64> {
         match self {
             Estimator::Mean => s.mean_ms,
             Estimator::P50 => s.p50_ms,
             Estimator::P90 => s.p90_ms,
             Estimator::Queue => s.queue_ms(open_orders),
+            Estimator::Backlog => s.p50_ms,
         }
     }
 }
@@ -64,9 +72,9 @@ impl fmt::Display for Estimator {
     }
 }
 
-/// An estimator name that is none of `mean`, `p50`, `p90`, `queue`.
+/// An estimator name that is none of `mean`, `p50`, `p90`, `queue`, `backlog`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown estimator {0:?} (expected one of: mean, p50, p90, queue)")]
+#[error("unknown estimator {0:?} (expected one of: mean, p50, p90, queue, backlog)")]
 pub struct ParseEstimatorError(pub String);
 
 impl FromStr for Estimator {

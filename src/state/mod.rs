@@ -58,6 +58,7 @@
 //! terminal are applied within `match_ttl` (and `open_ttl`) of stream time of each other;
 //! beyond that one of them has expired, by design.
 
+mod backlog;
 mod estimator;
 mod hash;
 mod store;

@@ -24,7 +24,8 @@
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 
-use super::estimator::{Summary, minutes, whole_minutes};
+use super::backlog::Backlog;
+use super::estimator::{Estimator, Summary, minutes, whole_minutes};
 use super::hash::{IdHasherBuilder, IdMap};
 use super::window::{Observation, Window, shrink_if_sparse};
 use super::{IgnoreReason, ObservationSource, Outcome, StateConfig, Totals};
@@ -40,12 +41,20 @@ pub(crate) const MIN_RATE_SPAN_MS: i64 = 60_000;
 /// `HeldCompleted::tentative_secs` when the completion reported no valid durations (a valid
 /// sum of two non-negative `i32` is at most `u32::MAX − 1`).
 const NO_TENTATIVE: u32 = u32::MAX;
+/// `Pending::Open::promised_s` when the backlog model had nothing to promise yet.
+const NO_PROMISE: u32 = u32::MAX;
 
 /// An order the store is still waiting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
-    /// Placed, not yet completed or cancelled.
-    Open { placed_at: EventTime },
+    /// Placed, not yet completed or cancelled. `found` is the open orders it found (capped),
+    /// `promised_s` the backlog model's point estimate then ([`NO_PROMISE`] if none): its
+    /// completion teaches the model.
+    Open {
+        placed_at: EventTime,
+        found: u16,
+        promised_s: u32,
+    },
     /// Completed before its placement was seen. `tentative_secs` is the reported wait already
     /// in the window (or [`NO_TENTATIVE`]), kept so that exactly it can be retracted.
     HeldCompleted {
@@ -55,6 +64,10 @@ enum Pending {
     /// Cancelled before its placement was seen (already counted as a cancellation).
     HeldCancelled,
 }
+
+// The backlog estimator's fields fit in the padding of the largest variant: an open order
+// costs no more memory than before.
+const _: () = assert!(std::mem::size_of::<Pending>() == 16);
 
 /// How a resolved order ended: its tombstone, which makes redeliveries idempotent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +126,8 @@ pub(crate) struct Store {
     window: Window,
     /// Open orders in `pending` (the rest are held).
     open: usize,
+    /// The store's learned response of waits to its queue (the backlog estimator).
+    backlog: Backlog,
     /// Equal to `State`'s epoch while the store is in the dirty list.
     pub(crate) dirty_epoch: u64,
 }
@@ -129,6 +144,7 @@ impl Store {
             match_due: VecDeque::new(),
             window: Window::default(),
             open: 0,
+            backlog: Backlog::default(),
             dirty_epoch: 0,
         }
     }
@@ -182,7 +198,7 @@ impl Store {
                 break;
             }
             self.open_due.pop_front();
-            if matches!(self.pending.get(&due.id), Some(Pending::Open { placed_at })
+            if matches!(self.pending.get(&due.id), Some(Pending::Open { placed_at, .. })
                 if placed_at.saturating_add(cfg.open_ttl_ms) == due.deadline)
             {
                 self.pending.remove(&due.id);
@@ -250,7 +266,15 @@ impl Store {
                     totals.expired_open += 1;
                     return Outcome::Expired;
                 }
-                v.insert(Pending::Open { placed_at });
+                let found = u32::try_from(self.open).unwrap_or(u32::MAX);
+                let promised_s = self.backlog.promise_ms(found).map_or(NO_PROMISE, |ms| {
+                    (ms / 1_000.0).round().min(f64::from(NO_PROMISE - 1)) as u32
+                });
+                v.insert(Pending::Open {
+                    placed_at,
+                    found: u16::try_from(found).unwrap_or(u16::MAX),
+                    promised_s,
+                });
                 self.open += 1;
                 push_open(
                     &mut self.open_due,
@@ -352,10 +376,19 @@ impl Store {
                 }
             }
             Entry::Occupied(o) => match *o.get() {
-                Pending::Open { placed_at } => {
+                Pending::Open {
+                    placed_at,
+                    found,
+                    promised_s,
+                } => {
                     o.remove();
                     self.open -= 1;
                     self.tombstone(cfg, now, id, Ended::Completed);
+                    if let Ok(w) = measured_ms(placed_at, completed_at, cfg.open_ttl_ms) {
+                        let promised =
+                            (promised_s != NO_PROMISE).then(|| f64::from(promised_s) * 1_000.0);
+                        self.backlog.learn(u32::from(found), promised, w);
+                    }
                     let (wait_ms, source) = match (
                         measured_ms(placed_at, completed_at, cfg.open_ttl_ms),
                         reported,
@@ -432,7 +465,7 @@ impl Store {
         let pending = &self.pending;
         let ttl = cfg.open_ttl_ms;
         self.open_due.retain(|due| {
-            matches!(pending.get(&due.id), Some(Pending::Open { placed_at })
+            matches!(pending.get(&due.id), Some(Pending::Open { placed_at, .. })
                 if placed_at.saturating_add(ttl) == due.deadline)
         });
         shrink_if_sparse(&mut self.open_due);
@@ -466,7 +499,16 @@ impl Store {
             self.rate_span(now, cfg.window_ms),
         );
         let open_orders = u32::try_from(self.open).unwrap_or(u32::MAX);
-        let (wait_time_minutes, basis) = match cfg.estimator.estimate_ms(&s, open_orders) {
+        let (estimate, p90_ms) = match cfg.estimator {
+            Estimator::Backlog if s.observations > 0 => {
+                match self.backlog.forecast(open_orders, s.p50_ms, s.p90_ms) {
+                    Some(f) => (Some(f.point_ms), Some(f.p90_ms)),
+                    None => (None, s.p90_ms),
+                }
+            }
+            e => (e.estimate_ms(&s, open_orders), s.p90_ms),
+        };
+        let (wait_time_minutes, basis) = match estimate {
             Some(ms) => (Some(whole_minutes(ms)), Basis::Live),
             None => match self.prior {
                 Some(p) => (Some(p), Basis::Prior),
@@ -481,7 +523,7 @@ impl Store {
             observations: u32::try_from(s.observations).unwrap_or(u32::MAX),
             mean_minutes: s.mean_ms.map(minutes),
             p50_minutes: s.p50_ms.map(minutes),
-            p90_minutes: s.p90_ms.map(minutes),
+            p90_minutes: p90_ms.map(minutes),
             completions_per_hour: s.completions_per_hour(),
             cancellation_rate: s.cancellation_rate(),
             updated_at_ms: Some(now),
@@ -508,7 +550,7 @@ impl Store {
         let mut open = 0;
         for (id, p) in &self.pending {
             match *p {
-                Pending::Open { placed_at } => {
+                Pending::Open { placed_at, .. } => {
                     open += 1;
                     let d = placed_at.saturating_add(cfg.open_ttl_ms);
                     assert!(self.open_due.iter().any(|e| e.id == *id && e.deadline == d));

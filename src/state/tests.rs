@@ -1153,3 +1153,85 @@ fn different_interleavings_of_the_topics_give_the_same_answers() {
         }
     }
 }
+
+// The backlog estimator inside the store: what it learns from and when it answers.
+
+fn backlog() -> State {
+    state_with(|c| c.estimator = Estimator::Backlog)
+}
+
+/// A kitchen of one slot and 5 minutes of prep, 15 of rack and delivery: calm orders every 10
+/// minutes wait 20; a burst of `rush` orders every minute waits 4 more minutes per order ahead.
+fn calm_then_rush(st: &mut State, rush: i32) -> EventTime {
+    let mut events: Vec<(EventTime, OrderEvent)> = Vec::new();
+    for k in 0..30 {
+        let p = i64::from(k) * 10 * MIN;
+        events.push((p, placed(k)));
+        events.push((p + 20 * MIN, completed(k, 15)));
+    }
+    let start = 300 * MIN;
+    for k in 0..rush {
+        let p = start + i64::from(k) * MIN;
+        events.push((p, placed(1000 + k)));
+        let wait = (20 + 4 * i64::from(k)) * MIN;
+        if p + wait < start + i64::from(rush) * MIN {
+            events.push((p + wait, completed(1000 + k, 15)));
+        }
+    }
+    events.sort_by_key(|(t, e)| (*t, matches!(e, OrderEvent::Placed(_))));
+    let mut last = 0;
+    for (t, e) in &events {
+        st.apply(e, *t);
+        last = *t;
+    }
+    last
+}
+
+#[test]
+fn backlog_follows_the_queue_where_the_window_lags() {
+    let mut b = backlog();
+    let mut p = state();
+    calm_then_rush(&mut b, 40);
+    calm_then_rush(&mut p, 40);
+    let (ab, ap) = (answer(&b), answer(&p));
+    assert_eq!(ab.open_orders, ap.open_orders);
+    assert!(ab.open_orders > 20, "{ab:?}");
+    let (wb, wp) = (ab.wait_time_minutes.unwrap(), ap.wait_time_minutes.unwrap());
+    // The window's median is the calm kitchen's; the backlog sees the queue.
+    assert!(wp <= 30, "{ap:?}");
+    // Completions found 1 open order (calm, 20 min) and 1..=4 (the rush, 4 min more each):
+    // knee 1, slope 4; 36 open is beyond 1.5× the 4 seen, so 6: 20 + 4·5.
+    assert_eq!(wb, 40, "backlog {wb} vs p50 {wp}");
+    assert_eq!(ab.basis, Basis::Live);
+    // Its p90 is the backlog's promise, not the window's.
+    let p90 = ab.p90_minutes.unwrap();
+    assert!(p90 >= f64::from(wb), "{ab:?}");
+    assert_ne!(ab.p90_minutes, ap.p90_minutes);
+    // The window statistics are the same.
+    assert_eq!(ab.p50_minutes, ap.p50_minutes);
+}
+
+#[test]
+fn backlog_is_the_window_median_on_unmatched_data() {
+    // Completions whose orders were never seen (the workshop's data): nothing to learn from.
+    let mut b = backlog();
+    for k in 0..10 {
+        b.apply(&placed(k), i64::from(k) * MIN);
+    }
+    for (k, m) in [(100, 10), (101, 20), (102, 30)] {
+        b.apply(&completed(k, m), 40 * MIN + i64::from(k));
+    }
+    let a = answer(&b);
+    assert_eq!(a.open_orders, 10);
+    assert_eq!(a.wait_time_minutes, Some(20), "{a:?}");
+    assert_eq!(a.p90_minutes, Some(28.0), "{a:?}");
+}
+
+#[test]
+fn backlog_without_observations_keeps_the_prior() {
+    let mut b = backlog();
+    b.set_prior(S, 17);
+    b.apply(&placed(1), MIN);
+    assert_eq!(wait(&b), Some(17));
+    assert_eq!(answer(&b).basis, Basis::Prior);
+}

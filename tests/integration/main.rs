@@ -8,6 +8,7 @@
 mod broker;
 mod common;
 mod datagen;
+mod estimates;
 mod faults;
 mod features;
 mod observability;

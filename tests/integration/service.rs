@@ -382,7 +382,10 @@ impl Producer {
 
 /// The last value per key on the wait-times topic, decoded through the registry, once it
 /// satisfies `check`.
-async fn published(t: &Topics, check: impl Fn(&HashMap<i32, i32>) -> bool) -> HashMap<i32, i32> {
+pub async fn published(
+    t: &Topics,
+    check: impl Fn(&HashMap<i32, i32>) -> bool,
+) -> HashMap<i32, i32> {
     let consumer = common::consumer(&common::unique("reader"));
     consumer.subscribe(&[&t.wait_times]).expect("subscribe");
     let mut last = HashMap::new();
