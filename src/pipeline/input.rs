@@ -246,53 +246,106 @@ struct Blocked {
     retry_at: Instant,
 }
 
-/// Runs the consumer loop until shutdown. Returns the state for a final publish.
-pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
-    let mut targets = Targets::default();
-    let mut store_partition: IdMap<StoreId, i32> = IdMap::with_hasher(IdHasherBuilder::random());
-    let mut since_clock = 0u32;
-    let mut blocked: Vec<Blocked> = Vec::new();
-    let mut last_refresh = Instant::now();
-    let mut dirty = Vec::new();
-    let mut totals = Totals::default();
-    let mut counts = EventCounts::default();
-    let mut topics = TopicCache::default();
+/// Where the consumer loop stands, as readiness and the emitter see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Some assigned partition is behind the end offset seen at its assignment (or nothing is
+    /// assigned yet): answers are not current and nothing is emitted.
+    Replaying,
+    /// Every assigned partition reached its end offset seen at assignment.
+    CaughtUp,
+    /// Some partition is paused on a record whose writer schema the registry cannot serve
+    /// yet; the other partitions go on (readiness reports the registry meanwhile).
+    WaitingOnRegistry,
+}
 
+/// The consumer loop: the consumer, what it feeds, and what it keeps between polls.
+struct ConsumerLoop {
+    consumer: BaseConsumer<InputContext>,
+    input: Input,
+    /// End offsets still to reach before the loop counts as caught up.
+    targets: Targets,
+    /// The partition each store was last seen on, so a revoked partition drops its stores.
+    store_partition: IdMap<StoreId, i32>,
+    /// Partitions paused while waiting on the registry for a writer schema.
+    blocked: Vec<Blocked>,
+    phase: Phase,
+    since_clock: u32,
+    last_refresh: Instant,
+    dirty: Vec<StoreId>,
+    totals: Totals,
+    counts: EventCounts,
+    topics: TopicCache,
+}
+
+/// Runs the consumer loop until shutdown. Returns the state for a final publish.
+pub fn run(consumer: BaseConsumer<InputContext>, input: Input) -> State {
     input
         .health
         .set_not_ready(Condition::Assignment, "waiting for a partition assignment");
-    let mut was_caught_up = false;
-    while !input.shutdown.is_triggered() {
+    let mut lp = ConsumerLoop {
+        consumer,
+        input,
+        targets: Targets::default(),
+        store_partition: IdMap::with_hasher(IdHasherBuilder::random()),
+        blocked: Vec::new(),
+        phase: Phase::Replaying,
+        since_clock: 0,
+        last_refresh: Instant::now(),
+        dirty: Vec::new(),
+        totals: Totals::default(),
+        counts: EventCounts::default(),
+        topics: TopicCache::default(),
+    };
+    while !lp.input.shutdown.is_triggered() {
+        lp.step();
+    }
+    lp.finish()
+}
+
+impl ConsumerLoop {
+    /// One poll: a record applied (or none), the rebalance events settled, blocked partitions
+    /// retried, and every [`REFRESH_EVERY`] the answers published and the phase updated.
+    fn step(&mut self) {
         // Drain what is already fetched without blocking; only when the queue is empty, settle
         // what the callbacks recorded and the batched counters, then wait for more.
-        let mut polled = consumer.poll(Duration::ZERO);
+        let mut polled = self.consumer.poll(Duration::ZERO);
         if polled.is_none() {
-            if handle_pending(&consumer, &mut input, &mut targets, &mut store_partition) {
-                topics.clear();
-            }
-            counts.flush(&input.metrics);
-            polled = consumer.poll(Duration::from_millis(100));
+            settle_rebalance(
+                &self.consumer,
+                &mut self.input,
+                &mut self.targets,
+                &mut self.store_partition,
+                &mut self.topics,
+            );
+            self.counts.flush(&self.input.metrics);
+            polled = self.consumer.poll(Duration::from_millis(100));
         }
         let polled_none = polled.is_none();
-        if handle_pending(&consumer, &mut input, &mut targets, &mut store_partition) {
-            topics.clear();
-        }
+        settle_rebalance(
+            &self.consumer,
+            &mut self.input,
+            &mut self.targets,
+            &mut self.store_partition,
+            &mut self.topics,
+        );
         match polled {
             None => {}
             Some(Ok(msg)) => {
-                let (topic, kind) = topics.resolve(&msg, &input.topics);
-                if !targets.is_empty() {
-                    targets.reached(topic, msg.partition(), msg.offset() + 1);
+                let (topic, kind) = self.topics.resolve(&msg, &self.input.topics);
+                if !self.targets.is_empty() {
+                    self.targets
+                        .reached(topic, msg.partition(), msg.offset() + 1);
                 }
-                if let Some(b) =
-                    handle_message(&msg, kind, &mut input, &mut store_partition, &mut counts)
-                {
-                    pause_at(&consumer, &b);
-                    input.health.set_not_ready(
-                        Condition::SchemaRegistry,
-                        format!("cannot fetch schema id {}; retrying", b.schema_id),
-                    );
-                    blocked.push(b);
+                if let Some(b) = handle_message(
+                    &msg,
+                    kind,
+                    &mut self.input,
+                    &mut self.store_partition,
+                    &mut self.counts,
+                ) {
+                    drop(msg);
+                    self.wait_on_registry(b);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -300,42 +353,102 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                 tracing::warn!(error = %err, "consumer error");
             }
         }
-        if !blocked.is_empty() {
-            retry_blocked(&consumer, &mut input, &mut blocked);
+        if !self.blocked.is_empty() {
+            retry_blocked(&self.consumer, &mut self.input, &mut self.blocked);
         }
         // The clock is read every few records, not per record (it showed in profiles).
-        since_clock += 1;
-        if (since_clock >= CLOCK_EVERY || polled_none) && last_refresh.elapsed() >= REFRESH_EVERY {
-            since_clock = 0;
-            last_refresh = Instant::now();
+        self.since_clock += 1;
+        if (self.since_clock >= CLOCK_EVERY || polled_none)
+            && self.last_refresh.elapsed() >= REFRESH_EVERY
+        {
+            self.since_clock = 0;
+            self.last_refresh = Instant::now();
             // The answers first, then readiness (which the emitter also goes by): whoever sees
             // "caught up" finds every record applied and published to HTTP, and whoever sees
             // "not caught up" knows that nothing has been emitted from the replay yet.
-            refresh(&mut input, &mut dirty, &mut totals, &mut counts);
-            prune_caught_up(&consumer, &mut targets);
-            let caught_up = targets.is_empty() && !consumer_has_no_assignment(&consumer);
-            if caught_up {
-                input.health.set_ok(Condition::CaughtUp);
-            } else {
-                input.health.set_not_ready(
-                    Condition::CaughtUp,
-                    format!(
-                        "replaying: {} partitions behind the end offsets seen at start",
-                        targets.len()
-                    ),
-                );
-            }
-            if caught_up && !was_caught_up {
-                tracing::info!("caught up with the end offsets seen at assignment");
-            }
-            was_caught_up = caught_up;
+            self.refresh();
+            self.update_phase();
         }
     }
-    refresh(&mut input, &mut dirty, &mut totals, &mut counts);
-    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %err, "final commit");
+
+    /// Pauses the record's partition until the registry serves its writer schema.
+    fn wait_on_registry(&mut self, b: Blocked) {
+        pause_at(&self.consumer, &b);
+        self.input.health.set_not_ready(
+            Condition::SchemaRegistry,
+            format!("cannot fetch schema id {}; retrying", b.schema_id),
+        );
+        self.blocked.push(b);
     }
-    input.state
+
+    fn refresh(&mut self) {
+        refresh(
+            &mut self.input,
+            &mut self.dirty,
+            &mut self.totals,
+            &mut self.counts,
+        );
+    }
+
+    /// Moves between the phases, and says so in readiness and the log. The caught-up
+    /// condition goes by the targets alone: a paused partition is reported by the registry's.
+    fn update_phase(&mut self) {
+        prune_caught_up(&self.consumer, &mut self.targets);
+        let caught_up = self.targets.is_empty() && !consumer_has_no_assignment(&self.consumer);
+        if caught_up {
+            self.input.health.set_ok(Condition::CaughtUp);
+        } else {
+            self.input.health.set_not_ready(
+                Condition::CaughtUp,
+                format!(
+                    "replaying: {} partitions behind the end offsets seen at start",
+                    self.targets.len()
+                ),
+            );
+        }
+        let phase = if !self.blocked.is_empty() {
+            Phase::WaitingOnRegistry
+        } else if caught_up {
+            Phase::CaughtUp
+        } else {
+            Phase::Replaying
+        };
+        if phase != self.phase {
+            match phase {
+                Phase::CaughtUp => {
+                    tracing::info!("caught up with the end offsets seen at assignment")
+                }
+                Phase::Replaying => tracing::info!("replaying assigned partitions"),
+                Phase::WaitingOnRegistry => {
+                    tracing::info!(paused = self.blocked.len(), "waiting on the registry")
+                }
+            }
+        }
+        self.phase = phase;
+    }
+
+    /// The last publish and commit after shutdown was asked for.
+    fn finish(mut self) -> State {
+        self.refresh();
+        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %err, "final commit");
+        }
+        self.input.state
+    }
+}
+
+/// Handles what the rebalance callback recorded; the topic handles may have changed. Takes the
+/// loop's parts, not the loop, as a polled record still borrows the consumer.
+fn settle_rebalance(
+    consumer: &BaseConsumer<InputContext>,
+    input: &mut Input,
+    targets: &mut Targets,
+    store_partition: &mut IdMap<StoreId, i32>,
+    topics: &mut TopicCache,
+) {
+    if handle_pending(consumer, input, targets, store_partition) {
+        topics.clear();
+    }
 }
 
 fn consumer_has_no_assignment(consumer: &BaseConsumer<InputContext>) -> bool {
