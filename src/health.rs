@@ -28,15 +28,18 @@ pub enum Condition {
     Priors,
     /// The replay reached the end offsets seen at start: answers are current.
     CaughtUp,
+    /// The answers topic was read to its end once: other instances' stores are known.
+    AnswersTable,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 5] = [
+    pub const ALL: [Condition; 6] = [
         Condition::Broker,
         Condition::SchemaRegistry,
         Condition::Assignment,
         Condition::Priors,
         Condition::CaughtUp,
+        Condition::AnswersTable,
     ];
 
     /// The name used in probe responses and logs.
@@ -47,6 +50,7 @@ impl Condition {
             Condition::Assignment => "assignment",
             Condition::Priors => "priors",
             Condition::CaughtUp => "caught_up",
+            Condition::AnswersTable => "answers_table",
         }
     }
 
@@ -58,6 +62,7 @@ impl Condition {
             Condition::Assignment => "no partitions assigned yet",
             Condition::Priors => "priors not loaded yet",
             Condition::CaughtUp => "replay not started yet",
+            Condition::AnswersTable => "answers topic not read yet",
         }
     }
 
@@ -76,6 +81,25 @@ pub struct Report {
     /// Every condition in [`Condition::ALL`] order, `None` when it holds, then
     /// ([`SHUTTING_DOWN`], reason) while shutting down.
     pub conditions: Vec<(&'static str, Option<String>)>,
+    /// What an operator should know that does not fail readiness, by name.
+    pub warnings: Vec<(&'static str, String)>,
+}
+
+/// Something wrong that does not make the service's answers wrong, so it is reported on the
+/// readiness probe without failing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// A store's records arrived on different partition numbers: the input topics are not
+    /// co-partitioned. One instance still matches them; several would not.
+    Mispartitioned,
+}
+
+impl Warning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warning::Mispartitioned => "mispartitioned_input",
+        }
+    }
 }
 
 impl Report {
@@ -92,6 +116,7 @@ struct State {
     /// `None` = ok, `Some(reason)` = not ready.
     reasons: [Option<String>; Condition::ALL.len()],
     shutting_down: bool,
+    warnings: Vec<(Warning, String)>,
 }
 
 impl State {
@@ -123,6 +148,7 @@ impl Health {
             state: Mutex::new(State {
                 reasons: Condition::ALL.map(|c| Some(c.initial_reason().to_owned())),
                 shutting_down: false,
+                warnings: Vec::new(),
             }),
             ready: AtomicBool::new(false),
             ok: Condition::ALL.map(|_| AtomicBool::new(false)),
@@ -213,6 +239,25 @@ impl Health {
         Report {
             ready: state.ready(),
             conditions,
+            warnings: state
+                .warnings
+                .iter()
+                .map(|(w, reason)| (w.as_str(), reason.clone()))
+                .collect(),
+        }
+    }
+
+    /// Raises (or rewords) a warning; it stays until the process restarts, as what caused it
+    /// (records already applied) does not go away either. Logged when first raised.
+    pub fn warn(&self, warning: Warning, reason: impl AsRef<str>) {
+        let reason = truncate(reason.as_ref()).to_owned();
+        let mut state = self.lock();
+        match state.warnings.iter_mut().find(|(w, _)| *w == warning) {
+            Some((_, r)) => *r = reason,
+            None => {
+                tracing::warn!(warning = warning.as_str(), %reason, "readiness warning raised");
+                state.warnings.push((warning, reason));
+            }
         }
     }
 
@@ -268,8 +313,10 @@ mod tests {
     #[test]
     fn ready_only_when_every_condition_holds() {
         let health = Health::new();
-        for c in &Condition::ALL[..4] {
-            health.set(*c, Ok(()));
+        for c in Condition::ALL {
+            if c != Condition::CaughtUp {
+                health.set(c, Ok(()));
+            }
         }
         assert!(!health.is_ready());
         health.set(
@@ -322,6 +369,24 @@ mod tests {
         assert_eq!(
             report.not_ready().collect::<Vec<_>>(),
             vec![(SHUTTING_DOWN, "shutting down")]
+        );
+    }
+
+    #[test]
+    fn warnings_are_reported_without_failing_readiness() {
+        let h = Health::new();
+        all_ok(&h);
+        h.warn(Warning::Mispartitioned, "store 3 on partitions 1 and 2");
+        h.warn(Warning::Mispartitioned, "store 4 on partitions 0 and 5");
+        assert!(h.is_ready());
+        let report = h.report();
+        assert!(report.ready);
+        assert_eq!(
+            report.warnings,
+            [(
+                "mispartitioned_input",
+                "store 4 on partitions 0 and 5".to_owned()
+            )]
         );
     }
 

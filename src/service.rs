@@ -17,9 +17,10 @@ use crate::domain::InputKind;
 use crate::health::{Condition, Health};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
-use crate::pipeline::{self, dlq, input, output, priors};
+use crate::pipeline::{self, dlq, input, output, priors, table};
 use crate::shutdown::Shutdown;
 use crate::state::{State, StateConfig};
+use crate::table::Table;
 use crate::wire::{self, Decoders, Registry};
 
 /// Why the service could not start or run.
@@ -89,6 +90,7 @@ pub async fn run_with_listener(
         metrics,
         health: health.clone(),
         answers,
+        table: Table::new(instance_id(&config)),
         shutdown: shutdown.clone(),
     };
     let server = serve_http(&config, listener, &shared);
@@ -132,6 +134,7 @@ struct Shared {
     metrics: Metrics,
     health: Arc<Health>,
     answers: Answers,
+    table: Table,
     shutdown: Shutdown,
 }
 
@@ -139,6 +142,8 @@ struct Shared {
 struct Running {
     input: std::thread::JoinHandle<State>,
     emitter: tokio::task::JoinHandle<()>,
+    sharer: tokio::task::JoinHandle<()>,
+    follower: std::thread::JoinHandle<()>,
     producer: FutureProducer,
     /// Set by the consumer thread when it ended without being asked to.
     failed: Arc<AtomicBool>,
@@ -162,6 +167,7 @@ fn serve_http(
         shared.health.clone(),
         shared.metrics.clone(),
     )
+    .with_table(shared.table.clone())
     .with_limits(limits);
     let shutdown = shared.shutdown.clone();
     tokio::spawn(http::serve(listener, app, async move {
@@ -176,14 +182,98 @@ async fn start(config: &Config, shared: &Shared) -> Result<Running> {
     let schema_id = register_output_schema(config, health, &registry).await?;
     let priors = load_priors(config, health, metrics, &registry).await?;
     let failed = Arc::new(AtomicBool::new(false));
-    let input = spawn_input(config, shared, &registry, &producer, &priors, &failed)?;
-    let emitter = spawn_emitter(config, shared, &producer, schema_id, priors);
+    let follower = start_table(config, shared, &failed).await?;
+    let (gained_tx, gained_rx) = std::sync::mpsc::channel();
+    let input = spawn_input(
+        config, shared, &registry, &producer, &priors, &failed, gained_tx,
+    )?;
+    let emitter = spawn_emitter(config, shared, &producer, schema_id, priors, gained_rx);
+    let sharer = tokio::spawn(
+        table::Sharer {
+            producer: producer.clone(),
+            topic: config.topics.answers.clone(),
+            answers: shared.answers.clone(),
+            table: shared.table.clone(),
+            health: shared.health.clone(),
+            metrics: shared.metrics.clone(),
+            shared: Default::default(),
+        }
+        .run(shared.shutdown.clone()),
+    );
     Ok(Running {
         input,
         emitter,
+        sharer,
+        follower,
         producer,
         failed,
     })
+}
+
+/// This instance's name in its answers: the configured one, else host name and process id
+/// (unique per process, readable in a container, where the host name is the container's).
+fn instance_id(config: &Config) -> String {
+    let configured = config.output.instance_id.trim();
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "waittimes".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The answers topic: created if missing (it is internal), then followed from the beginning
+/// by a thread of its own into the global table.
+async fn start_table(
+    config: &Config,
+    shared: &Shared,
+    failed: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let topic = config.topics.answers.clone();
+    shared.health.set_not_ready(
+        Condition::AnswersTable,
+        format!("creating or reading the answers topic {topic}"),
+    );
+    let admin = config.admin_config();
+    retry(
+        &format!("creating the answers topic {topic}"),
+        &shared.health,
+        Condition::AnswersTable,
+        || table::ensure_topic(&admin, &topic, 1),
+    )
+    .await?;
+    shared.health.set_not_ready(
+        Condition::AnswersTable,
+        format!("reading the answers topic {topic}"),
+    );
+    let cfg = pipeline::priors_consumer_config(config);
+    let (table, health, metrics, shutdown) = (
+        shared.table.clone(),
+        shared.health.clone(),
+        shared.metrics.clone(),
+        shared.shutdown.clone(),
+    );
+    let failed = failed.clone();
+    std::thread::Builder::new()
+        .name("waittimes-table".into())
+        .spawn(move || {
+            if let Err(err) = table::follow(&cfg, &topic, &table, &health, &metrics, &shutdown) {
+                tracing::error!(%topic, error = %err, "the answers topic reader stopped");
+                health.set_not_ready(
+                    Condition::AnswersTable,
+                    format!("the answers topic reader stopped: {err}"),
+                );
+                if !shutdown.is_triggered() {
+                    failed.store(true, Ordering::Release);
+                    shutdown.trigger();
+                }
+            }
+        })
+        .map_err(|e| pipeline::Error::Thread(e.to_string()).into())
 }
 
 /// The output schema must be registered before anything is published; the registry may be
@@ -259,11 +349,13 @@ fn spawn_input(
     producer: &FutureProducer,
     priors: &priors::Priors,
     failed: &Arc<AtomicBool>,
+    gained: std::sync::mpsc::Sender<Vec<crate::domain::StoreId>>,
 ) -> Result<std::thread::JoinHandle<State>> {
     let Shared {
         metrics,
         health,
         answers,
+        table,
         shutdown,
     } = shared;
     let topics = &config.topics;
@@ -276,11 +368,13 @@ fn spawn_input(
         input::InputContext::new(config.replay_horizon(), health.clone(), metrics.clone());
     let consumer: BaseConsumer<input::InputContext> =
         pipeline::input_consumer_config(config).create_with_context(context)?;
-    consumer.subscribe(&[
+    let inputs = [
         topics.orders.as_str(),
         topics.completed.as_str(),
         topics.cancelled.as_str(),
-    ])?;
+    ];
+    input::check_co_partitioned(&consumer, &inputs)?;
+    consumer.subscribe(&inputs)?;
     let dead_letters = dlq::DeadLetters::new(
         producer.clone(),
         topics.dead_letter.clone(),
@@ -302,6 +396,8 @@ fn spawn_input(
         metrics: metrics.clone(),
         health: health.clone(),
         shutdown: shutdown.clone(),
+        table: table.clone(),
+        gained,
     };
     let shutdown = shutdown.clone();
     let failed = failed.clone();
@@ -324,6 +420,7 @@ fn spawn_emitter(
     producer: &FutureProducer,
     schema_id: u32,
     priors: priors::Priors,
+    gained: std::sync::mpsc::Receiver<Vec<crate::domain::StoreId>>,
 ) -> tokio::task::JoinHandle<()> {
     let emitter = output::Emitter {
         producer: producer.clone(),
@@ -334,6 +431,7 @@ fn spawn_emitter(
         interval: config.output.emit_interval,
         metrics: shared.metrics.clone(),
         published: priors.values,
+        gained,
     };
     tokio::spawn(emitter.run(shared.shutdown.clone()))
 }
@@ -352,6 +450,19 @@ async fn stop(running: Running) {
         .is_err()
     {
         tracing::warn!("the emitter did not stop in time");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, running.sharer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the answers sharer did not stop in time");
+    }
+    let follower = tokio::task::spawn_blocking(move || running.follower.join());
+    if tokio::time::timeout(SHUTDOWN_GRACE, follower)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the answers topic reader did not stop in time");
     }
     if let Err(err) = running.producer.flush(SHUTDOWN_GRACE) {
         tracing::warn!(error = %err, "producer flush incomplete");

@@ -115,6 +115,12 @@ pub const KEYS: &[KeyDoc] = &[
         description: "Dead-letter topic for records that cannot be processed.",
     },
     KeyDoc {
+        key: "topics.answers",
+        default: "waittimes_answers",
+        description: "Internal compacted topic of every instance's full answers, read by all \
+                      instances as a global table so any instance answers for any store.",
+    },
+    KeyDoc {
         key: "state.window",
         default: "30m",
         description: "Rolling window of completed orders a store's statistics cover (stream time).",
@@ -144,6 +150,12 @@ pub const KEYS: &[KeyDoc] = &[
         key: "output.emit_interval",
         default: "1s",
         description: "At most one wait-time record per store per interval (the latest is always sent).",
+    },
+    KeyDoc {
+        key: "output.instance_id",
+        default: "",
+        description: "This instance's name in the answers it computes (computed_by); empty \
+                      means the host name and the process id.",
     },
     KeyDoc {
         key: "http.listen",

@@ -60,6 +60,7 @@ impl Config {
             ("topics.cancelled", &self.topics.cancelled),
             ("topics.wait_times", &self.topics.wait_times),
             ("topics.dead_letter", &self.topics.dead_letter),
+            ("topics.answers", &self.topics.answers),
         ];
         for (i, (key, name)) in topics.iter().enumerate() {
             if let Err(message) = check_topic_name(name) {

@@ -2,7 +2,7 @@
 //! path). It replays each assigned partition from `now − replay horizon`, decodes, applies,
 //! dead-letters what it cannot use, and publishes changed answers.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +18,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::answers::Answers;
 use crate::clock::now_ms;
 use crate::domain::{InputKind, StoreId};
-use crate::health::{Condition, Health};
+use crate::health::{Condition, Health, Warning};
 use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
 use crate::shutdown::Shutdown;
 use crate::state::{Counters, IdHasherBuilder, IdMap, ObservationSource, Outcome, State};
+use crate::table::Table;
 use crate::wire::{DeadLetterReason, DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
@@ -48,6 +49,11 @@ pub struct Input {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub shutdown: Shutdown,
+    /// Where the answers of stores that moved away are kept as last known.
+    pub table: Table,
+    /// Stores gained from another instance, sent once caught up: the emitter publishes them
+    /// whatever it last sent or read at start, as the previous owner may have sent since.
+    pub gained: std::sync::mpsc::Sender<Vec<StoreId>>,
 }
 
 /// Rebalance and client events, recorded in librdkafka's callbacks (which run inside `poll` on
@@ -55,6 +61,8 @@ pub struct Input {
 #[derive(Default)]
 struct Pending {
     assigned: Vec<Assigned>,
+    /// Assignments seen (an empty one still drops what was revoked).
+    assignments: u32,
     revoked: Vec<(String, i32)>,
 }
 
@@ -71,6 +79,9 @@ pub struct InputContext {
     health: Arc<Health>,
     metrics: Metrics,
     pending: Mutex<Pending>,
+    /// Next offsets of the partitions revoked last, so a partition given back resumes where it
+    /// was instead of replaying: only what moved is replayed.
+    positions: Mutex<HashMap<(String, i32), i64>>,
     /// Set when `pending` holds something: the loop checks this flag after every poll instead
     /// of locking the mutex (a lock per record showed in profiles).
     has_pending: AtomicBool,
@@ -83,6 +94,7 @@ impl InputContext {
             health,
             metrics,
             pending: Mutex::new(Pending::default()),
+            positions: Mutex::new(HashMap::new()),
             has_pending: AtomicBool::new(false),
         }
     }
@@ -115,20 +127,32 @@ impl InputContext {
             let _ = query.add_partition_offset(e.topic(), e.partition(), Offset::Offset(from));
         }
         let found = consumer.offsets_for_times(query, BROKER_CALL_TIMEOUT);
+        let positions = std::mem::take(
+            &mut *self
+                .positions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let mut assigned = Vec::new();
         for e in tpl.elements() {
             let (topic, partition) = (e.topic().to_string(), e.partition());
-            let start = match &found {
-                Ok(found) => match found.find_partition(&topic, partition).map(|f| f.offset()) {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
-                    Some(Offset::End) => Offset::End,
-                    _ => Offset::Beginning,
+            let kept = positions.get(&(topic.clone(), partition)).copied();
+            let start = match (&found, kept) {
+                (_, Some(next)) => Offset::Offset(next),
+                (found, None) => match found {
+                    Ok(found) => {
+                        match found.find_partition(&topic, partition).map(|f| f.offset()) {
+                            Some(Offset::Offset(o)) => Offset::Offset(o),
+                            Some(Offset::End) => Offset::End,
+                            _ => Offset::Beginning,
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%topic, partition, error = %err,
+                            "offsets for times failed; replaying from the beginning");
+                        Offset::Beginning
+                    }
                 },
-                Err(err) => {
-                    tracing::warn!(%topic, partition, error = %err,
-                        "offsets for times failed; replaying from the beginning");
-                    Offset::Beginning
-                }
             };
             let target = match consumer.fetch_watermarks(&topic, partition, BROKER_CALL_TIMEOUT) {
                 Ok((_low, high)) => high,
@@ -138,7 +162,11 @@ impl InputContext {
                     0
                 }
             };
-            tracing::info!(%topic, partition, ?start, end = target, "assigned; replaying");
+            if kept.is_some() {
+                tracing::info!(%topic, partition, ?start, end = target, "assigned again; resuming");
+            } else {
+                tracing::info!(%topic, partition, ?start, end = target, "assigned; replaying");
+            }
             assigned.push((topic, partition, start, target));
         }
         for (topic, partition, start, _) in &assigned {
@@ -147,6 +175,7 @@ impl InputContext {
             }
         }
         self.push(|p| {
+            p.assignments += 1;
             p.assigned.extend(
                 assigned
                     .into_iter()
@@ -217,6 +246,22 @@ impl ConsumerContext for InputContext {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
+                // Where each stands, in case the next assignment gives it back.
+                if let Ok(position) = consumer.position() {
+                    let mut kept = self
+                        .positions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for e in position.elements() {
+                        if let Offset::Offset(next) = e.offset()
+                            && revoked
+                                .iter()
+                                .any(|(t, p)| t == e.topic() && *p == e.partition())
+                        {
+                            kept.insert((e.topic().to_string(), e.partition()), next);
+                        }
+                    }
+                }
                 metrics::PartitionsRevoked {
                     partitions: &revoked,
                 }
@@ -269,6 +314,7 @@ struct ConsumerLoop {
     store_partition: IdMap<StoreId, i32>,
     /// Partitions paused while waiting on the registry for a writer schema.
     blocked: Vec<Blocked>,
+    ownership: Ownership,
     phase: Phase,
     since_clock: u32,
     last_refresh: Instant,
@@ -289,6 +335,7 @@ pub fn run(consumer: BaseConsumer<InputContext>, input: Input) -> State {
         targets: Targets::default(),
         store_partition: IdMap::with_hasher(IdHasherBuilder::random()),
         blocked: Vec::new(),
+        ownership: Ownership::default(),
         phase: Phase::Replaying,
         since_clock: 0,
         last_refresh: Instant::now(),
@@ -316,6 +363,7 @@ impl ConsumerLoop {
                 &mut self.input,
                 &mut self.targets,
                 &mut self.store_partition,
+                &mut self.ownership,
                 &mut self.topics,
             );
             self.counts.flush(&self.input.metrics);
@@ -327,6 +375,7 @@ impl ConsumerLoop {
             &mut self.input,
             &mut self.targets,
             &mut self.store_partition,
+            &mut self.ownership,
             &mut self.topics,
         );
         match polled {
@@ -395,6 +444,18 @@ impl ConsumerLoop {
     fn update_phase(&mut self) {
         prune_caught_up(&self.consumer, &mut self.targets);
         let caught_up = self.targets.is_empty() && !consumer_has_no_assignment(&self.consumer);
+        if caught_up && !self.ownership.gained.is_empty() {
+            let gained = &self.ownership.gained;
+            let stores: Vec<StoreId> = self
+                .store_partition
+                .iter()
+                .filter(|(_, p)| gained.contains(p))
+                .map(|(s, _)| *s)
+                .collect();
+            self.ownership.gained.clear();
+            // The emitter may be gone at shutdown; then nothing is emitted anyway.
+            let _ = self.input.gained.send(stores);
+        }
         if caught_up {
             self.input.health.set_ok(Condition::CaughtUp);
         } else {
@@ -444,9 +505,10 @@ fn settle_rebalance(
     input: &mut Input,
     targets: &mut Targets,
     store_partition: &mut IdMap<StoreId, i32>,
+    ownership: &mut Ownership,
     topics: &mut TopicCache,
 ) {
-    if handle_pending(consumer, input, targets, store_partition) {
+    if handle_pending(consumer, input, targets, store_partition, ownership) {
         topics.clear();
     }
 }
@@ -458,37 +520,70 @@ fn consumer_has_no_assignment(consumer: &BaseConsumer<InputContext>) -> bool {
         .unwrap_or(true)
 }
 
-/// Handles what the rebalance callback recorded: new catch-up targets, dropped stores.
+/// The partition numbers this instance keeps state for, across rebalances. Numbers, not
+/// topic-partitions: the input topics are co-partitioned, so partition p of each moves as one.
+#[derive(Default)]
+struct Ownership {
+    held: BTreeSet<i32>,
+    /// Revoked and still held: the eager protocol revokes everything before each assignment,
+    /// so a partition is only dropped when the next assignment does not give it back.
+    revoked: BTreeSet<i32>,
+    /// Gained from another instance since the last catch-up: the emitter cannot know what the
+    /// previous owner last published for their stores.
+    gained: BTreeSet<i32>,
+    assigned_once: bool,
+}
+
+/// Handles what the rebalance callback recorded: new catch-up targets; the stores of
+/// partitions that moved away dropped (their last answers kept in the table, marked as such).
 /// Returns whether there was anything (the assignment may have changed).
 fn handle_pending(
     consumer: &BaseConsumer<InputContext>,
     input: &mut Input,
     targets: &mut Targets,
     store_partition: &mut IdMap<StoreId, i32>,
+    ownership: &mut Ownership,
 ) -> bool {
     let Some(pending) = consumer.context().take_pending() else {
         return false;
     };
     if !pending.revoked.is_empty() {
-        let gone: HashSet<i32> = pending.revoked.iter().map(|(_, p)| *p).collect();
-        store_partition.retain(|store, partition| {
-            let keep = !gone.contains(partition);
-            if !keep {
-                input.state.remove_store(*store);
-                input.answers.remove(*store);
-            }
-            keep
-        });
         for (topic, partition) in &pending.revoked {
             targets
                 .0
                 .retain(|(t, p, _)| !(t == topic && p == partition));
+            ownership.revoked.insert(*partition);
         }
         input
             .health
             .set_not_ready(Condition::Assignment, "partitions revoked; rebalancing");
     }
-    if !pending.assigned.is_empty() {
+    if pending.assignments > 0 {
+        let now: BTreeSet<i32> = pending.assigned.iter().map(|a| a.partition).collect();
+        let gone: HashSet<i32> = ownership.revoked.difference(&now).copied().collect();
+        if !gone.is_empty() {
+            let at = now_ms();
+            store_partition.retain(|store, partition| {
+                let keep = !gone.contains(partition);
+                if !keep {
+                    if let Some(answer) = input.answers.get(*store) {
+                        input.table.keep_last_known(answer, at);
+                    }
+                    input.state.remove_store(*store);
+                    input.answers.remove(*store);
+                }
+                keep
+            });
+            tracing::info!(partitions = ?gone, "partitions moved away; their stores dropped");
+        }
+        if ownership.assigned_once {
+            ownership
+                .gained
+                .extend(now.iter().filter(|p| !ownership.held.contains(p)));
+        }
+        ownership.held = now;
+        ownership.revoked.clear();
+        ownership.assigned_once = true;
         for a in pending.assigned {
             targets
                 .0
@@ -671,7 +766,12 @@ fn handle_message(
     match decoded {
         Ok(event) => {
             let outcome = input.state.apply(&event, at);
-            store_partition.insert(event.store_id(), msg.partition());
+            let store = event.store_id();
+            if let Some(expected) = store_partition.insert(store, msg.partition())
+                && expected != msg.partition()
+            {
+                mispartitioned(input, msg, store, expected);
+            }
             counts.add(kind, event_outcome(outcome));
             // The histogram only observes once caught up; reading the wall clock per record
             // during a replay cost ~10 % of the consumer thread (profiled), so check first.
@@ -688,6 +788,51 @@ fn handle_message(
         }
     }
     None
+}
+
+/// Counts and reports a store seen on two partition numbers (the ownership map keeps the
+/// newest, so a revocation drops the store with the partition that last carried it).
+fn mispartitioned(input: &Input, msg: &BorrowedMessage<'_>, store: StoreId, expected: i32) {
+    let topic = msg.topic();
+    metrics::RecordMispartitioned {
+        store_id: store,
+        topic,
+        partition: msg.partition(),
+        expected,
+    }
+    .emit(&input.metrics);
+    input.health.warn(
+        Warning::Mispartitioned,
+        format!(
+            "store {store} arrived on partition {} of {topic} after partition {expected}: the \
+             input topics are not co-partitioned (producers must use the murmur2 partitioner); \
+             answers are right only while one instance consumes every partition",
+            msg.partition()
+        ),
+    );
+}
+
+/// Refuses to start unless the input topics have equal partition counts: the co-locating
+/// assignment gives partition p of every topic to one instance, which only lines up a store's
+/// records when p means the same in each. Topics not created yet are left to the subscription.
+pub fn check_co_partitioned<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[&str],
+) -> Result<(), crate::pipeline::Error> {
+    let mut counts = Vec::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), BROKER_CALL_TIMEOUT)?;
+        for t in metadata.topics() {
+            if t.error().is_none() && !t.partitions().is_empty() {
+                counts.push((t.name().to_owned(), t.partitions().len()));
+            }
+        }
+    }
+    if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+        let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        return Err(crate::pipeline::Error::NotCoPartitioned(listed.join(", ")));
+    }
+    Ok(())
 }
 
 fn dead_letter(input: &Input, msg: &BorrowedMessage<'_>, reason: DeadLetterReason, error: String) {

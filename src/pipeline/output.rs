@@ -34,6 +34,9 @@ pub struct Emitter {
     pub metrics: Metrics,
     /// What the topic holds per store: the priors at start, then what we sent.
     pub published: HashMap<StoreId, i32>,
+    /// Stores gained from another instance: what it last sent is unknown here, so each is
+    /// sent once whatever `published` says.
+    pub gained: std::sync::mpsc::Receiver<Vec<StoreId>>,
 }
 
 impl Emitter {
@@ -54,6 +57,11 @@ impl Emitter {
     pub async fn emit_changes(&mut self) {
         if !self.health.is_ok(Condition::CaughtUp) {
             return;
+        }
+        while let Ok(stores) = self.gained.try_recv() {
+            for store in stores {
+                self.published.remove(&store);
+            }
         }
         let changes: Vec<(StoreId, i32, Option<EventTime>)> = self
             .answers
