@@ -8,7 +8,7 @@
 //! seconds plus a scrape: a mutex over a small array is plenty, and [`Health::is_ready`] is a
 //! single atomic load for callers on hot paths.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Reasons longer than this are cut: they come from error messages of other libraries and end
@@ -133,6 +133,9 @@ pub struct Health {
     ready: AtomicBool,
     /// Cached per-condition "ok" flags, for cheap checks on hot paths.
     ok: [AtomicBool; Condition::ALL.len()],
+    /// How often each condition was lost: a reader that sees the same count before and after
+    /// some work knows the condition held throughout.
+    losses: [AtomicU64; Condition::ALL.len()],
 }
 
 impl Default for Health {
@@ -152,6 +155,7 @@ impl Health {
             }),
             ready: AtomicBool::new(false),
             ok: Condition::ALL.map(|_| AtomicBool::new(false)),
+            losses: Condition::ALL.map(|_| AtomicU64::new(0)),
         }
     }
 
@@ -177,6 +181,7 @@ impl Health {
                         reason.clone_into(old);
                     }
                     None => {
+                        self.losses[condition.index()].fetch_add(1, Ordering::AcqRel);
                         tracing::warn!(condition = condition.as_str(), reason, "readiness lost");
                         *slot = Some(reason.to_owned());
                     }
@@ -219,6 +224,13 @@ impl Health {
     /// Every condition holds and the service is not shutting down. One atomic load.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// `Some(n)` while the condition holds, `n` counting how often it was lost before: equal
+    /// values before and after reading what the condition guards prove it held meanwhile.
+    pub fn holding(&self, condition: Condition) -> Option<u64> {
+        let losses = self.losses[condition.index()].load(Ordering::Acquire);
+        self.is_ok(condition).then_some(losses)
     }
 
     /// Whether one condition holds. One atomic load.
@@ -388,6 +400,23 @@ mod tests {
                 "store 4 on partitions 0 and 5".to_owned()
             )]
         );
+    }
+
+    #[test]
+    fn holding_changes_when_the_condition_was_lost_meanwhile() {
+        let h = Health::new();
+        assert_eq!(h.holding(Condition::CaughtUp), None);
+        h.set_ok(Condition::CaughtUp);
+        let before = h.holding(Condition::CaughtUp);
+        assert!(before.is_some());
+        h.set_ok(Condition::CaughtUp);
+        assert_eq!(h.holding(Condition::CaughtUp), before);
+        h.set_not_ready(Condition::CaughtUp, "replaying");
+        h.set_not_ready(Condition::CaughtUp, "replaying still");
+        h.set_ok(Condition::CaughtUp);
+        let after = h.holding(Condition::CaughtUp);
+        assert!(after.is_some());
+        assert_ne!(after, before);
     }
 
     #[test]

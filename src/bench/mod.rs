@@ -191,6 +191,7 @@ pub(crate) struct Topics {
     pub cancelled: String,
     pub wait_times: String,
     pub dead_letter: String,
+    pub answers: String,
 }
 
 impl Topics {
@@ -201,6 +202,7 @@ impl Topics {
             cancelled: format!("{prefix}_cancelled"),
             wait_times: format!("{prefix}_waittimes"),
             dead_letter: format!("{prefix}_dlq"),
+            answers: format!("{prefix}_answers"),
         }
     }
 

@@ -57,6 +57,7 @@ impl ServiceConfig {
             ("topics.cancelled", topics.cancelled.as_str()),
             ("topics.wait_times", topics.wait_times.as_str()),
             ("topics.dead_letter", topics.dead_letter.as_str()),
+            ("topics.answers", topics.answers.as_str()),
             // Read everything preloaded, whatever its (simulated) timestamps.
             ("state.replay_horizon", "100000h"),
             ("output.emit_interval", emit.as_str()),
@@ -72,6 +73,7 @@ impl ServiceConfig {
         client.topics.cancelled = topics.cancelled.clone();
         client.topics.wait_times = topics.wait_times.clone();
         client.topics.dead_letter = topics.dead_letter.clone();
+        client.topics.answers = topics.answers.clone();
         ServiceConfig {
             port,
             file: args.config.clone(),

@@ -162,6 +162,12 @@ impl InputContext {
                     0
                 }
             };
+            // A partition resumed at its end has nothing to catch up with, and the consumer
+            // reports no position for it until a new record arrives.
+            let target = match kept {
+                Some(next) if next >= target => 0,
+                _ => target,
+            };
             if kept.is_some() {
                 tracing::info!(%topic, partition, ?start, end = target, "assigned again; resuming");
             } else {
@@ -557,6 +563,11 @@ fn handle_pending(
         input
             .health
             .set_not_ready(Condition::Assignment, "partitions revoked; rebalancing");
+        // Before any record of the next assignment is applied: nothing of a replay may be
+        // emitted or shared, and the emitter and sharer go by this condition.
+        input
+            .health
+            .set_not_ready(Condition::CaughtUp, "rebalancing");
     }
     if pending.assignments > 0 {
         let now: BTreeSet<i32> = pending.assigned.iter().map(|a| a.partition).collect();
@@ -584,6 +595,11 @@ fn handle_pending(
         ownership.held = now;
         ownership.revoked.clear();
         ownership.assigned_once = true;
+        if pending.assigned.iter().any(|a| a.target > 0) {
+            input
+                .health
+                .set_not_ready(Condition::CaughtUp, "replaying newly assigned partitions");
+        }
         for a in pending.assigned {
             targets
                 .0

@@ -55,9 +55,9 @@ impl Emitter {
 
     /// Sends every store whose published value differs from what the topic holds.
     pub async fn emit_changes(&mut self) {
-        if !self.health.is_ok(Condition::CaughtUp) {
+        let Some(since) = self.health.holding(Condition::CaughtUp) else {
             return;
-        }
+        };
         while let Ok(stores) = self.gained.try_recv() {
             for store in stores {
                 self.published.remove(&store);
@@ -69,6 +69,10 @@ impl Emitter {
             .into_iter()
             .filter(|(store, minutes, _)| self.published.get(store) != Some(minutes))
             .collect();
+        // A rebalance between the two checks may have published answers of a replay.
+        if self.health.holding(Condition::CaughtUp) != Some(since) {
+            return;
+        }
         if changes.is_empty() {
             return;
         }

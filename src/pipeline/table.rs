@@ -81,10 +81,14 @@ impl Sharer {
     /// Shares every own answer with events that differs from what was last shared. Answers
     /// without events are priors, which every instance loads itself.
     pub async fn share_changes(&mut self) {
-        if !self.health.is_ok(Condition::CaughtUp) {
+        let Some(since) = self.health.holding(Condition::CaughtUp) else {
+            return;
+        };
+        let own = self.answers.sorted();
+        // A rebalance between the two checks may have published answers of a replay.
+        if self.health.holding(Condition::CaughtUp) != Some(since) {
             return;
         }
-        let own = self.answers.sorted();
         // A store that left (its partition moved) is shared anew if it comes back.
         if own.len() < self.shared.len() {
             let present: std::collections::HashSet<StoreId> =

@@ -853,6 +853,7 @@ struct Topics {
     cancelled: String,
     wait_times: String,
     dead_letter: String,
+    answers: String,
 }
 
 impl Topics {
@@ -863,14 +864,20 @@ impl Topics {
             cancelled: common::unique("pizza_orders_cancelled_avro"),
             wait_times: common::unique("waittimes_avro"),
             dead_letter: common::unique("waittimes_dlq"),
+            answers: common::unique("waittimes_answers"),
         }
     }
 
     fn toml(&self) -> String {
         format!(
             "[topics]\norders = \"{}\"\ncompleted = \"{}\"\ncancelled = \"{}\"\n\
-             wait_times = \"{}\"\ndead_letter = \"{}\"\n",
-            self.orders, self.completed, self.cancelled, self.wait_times, self.dead_letter
+             wait_times = \"{}\"\ndead_letter = \"{}\"\nanswers = \"{}\"\n",
+            self.orders,
+            self.completed,
+            self.cancelled,
+            self.wait_times,
+            self.dead_letter,
+            self.answers
         )
     }
 

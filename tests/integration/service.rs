@@ -25,6 +25,8 @@ pub struct Topics {
     pub cancelled: String,
     pub wait_times: String,
     pub dead_letter: String,
+    /// The internal answers topic (created by the service).
+    pub answers: String,
     pub group: String,
 }
 
@@ -41,6 +43,7 @@ impl Topics {
             cancelled: common::unique("pizza_orders_cancelled_avro"),
             wait_times: common::unique("waittimes_avro"),
             dead_letter: common::unique("waittimes_dlq"),
+            answers: common::unique("waittimes_answers"),
             group: common::unique("waittimes"),
         };
         common::create_topics_at(
@@ -57,7 +60,7 @@ impl Topics {
         t
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         [
             ("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", common::bootstrap()),
             ("WAITTIMES__KAFKA__GROUP_ID", self.group.clone()),
@@ -70,6 +73,7 @@ impl Topics {
             ("WAITTIMES__TOPICS__CANCELLED", self.cancelled.clone()),
             ("WAITTIMES__TOPICS__WAIT_TIMES", self.wait_times.clone()),
             ("WAITTIMES__TOPICS__DEAD_LETTER", self.dead_letter.clone()),
+            ("WAITTIMES__TOPICS__ANSWERS", self.answers.clone()),
             ("WAITTIMES__OUTPUT__EMIT_INTERVAL", "200ms".to_string()),
         ]
         .into_iter()
@@ -168,6 +172,14 @@ impl Service {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits for the service to end by itself (a refused start), with what it returned.
+    pub async fn finished(self) -> waittimes::service::Result<()> {
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("the service ends by itself")
+            .expect("the service task does not panic")
     }
 
     pub async fn stop(mut self) {
