@@ -373,7 +373,7 @@ fn spawn_input(
         topics.completed.as_str(),
         topics.cancelled.as_str(),
     ];
-    input::check_co_partitioned(&consumer, &inputs)?;
+    let partitions = input::check_co_partitioned(&consumer, &inputs)?;
     consumer.subscribe(&inputs)?;
     let dead_letters = dlq::DeadLetters::new(
         producer.clone(),
@@ -398,6 +398,7 @@ fn spawn_input(
         shutdown: shutdown.clone(),
         table: table.clone(),
         gained,
+        partitions,
     };
     let shutdown = shutdown.clone();
     let failed = failed.clone();

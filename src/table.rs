@@ -3,7 +3,8 @@
 //! any instance answers for any store; a store whose partition moved away keeps its last known
 //! answer here (marked as such) until the new owner shares a newer one.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -51,11 +52,47 @@ pub struct Served {
     pub computed_at_ms: i64,
 }
 
+/// The input partitions this instance owns and has caught up with, out of how many.
+#[derive(Debug, Default)]
+struct Owned {
+    partitions: BTreeSet<i32>,
+    count: i32,
+}
+
 /// Cheap to clone: every clone shares one map.
 #[derive(Clone, Debug)]
 pub struct Table {
     instance: Arc<str>,
     entries: Arc<DashMap<StoreId, Entry>>,
+    owned: Arc<RwLock<Owned>>,
+}
+
+/// The partition the Java client's partitioner (and librdkafka's `murmur2_random`) puts `key`
+/// on: Kafka's `Utils.murmur2`, positive, modulo the count. Only to know which stores are
+/// ours: producing is left to the configured partitioner.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        for (i, b) in rest.iter().enumerate().rev() {
+            h ^= u32::from(*b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions.max(1) as u32) as i32
 }
 
 impl Table {
@@ -64,7 +101,25 @@ impl Table {
         Table {
             instance: instance.into(),
             entries: Arc::default(),
+            owned: Arc::default(),
         }
+    }
+
+    /// The input partitions this instance owns and has caught up with (none while replaying).
+    pub fn set_owned(&self, partitions: BTreeSet<i32>, count: i32) {
+        let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+        *owned = Owned { partitions, count };
+    }
+
+    /// Whether the store's key (its id as text, as Datagen writes it) lands on a partition
+    /// this instance owns and has caught up with: then its own answer, even a bare prior, is
+    /// the current one, and an entry in the table is what an earlier run left.
+    fn owns(&self, store: StoreId) -> bool {
+        let owned = self.owned.read().unwrap_or_else(|p| p.into_inner());
+        owned.count > 0
+            && owned
+                .partitions
+                .contains(&java_partition(store.to_string().as_bytes(), owned.count))
     }
 
     /// This instance's name in the answers it computes.
@@ -118,6 +173,7 @@ impl Table {
     pub fn resolve(&self, own: Option<StoreWait>, store: StoreId, now_ms: i64) -> Option<Served> {
         let shared = self.get(store);
         match (own, shared) {
+            (Some(own), Some(_)) if self.owns(store) => Some(self.own(own, now_ms)),
             (Some(own), Some(shared))
                 if own.updated_at_ms.is_none()
                     || shared.answer.updated_at_ms > own.updated_at_ms =>
@@ -203,6 +259,48 @@ mod tests {
             computed_by: by.into(),
             computed_at_ms: at,
         }
+    }
+
+    #[test]
+    fn java_partition_matches_the_java_clients_murmur2() {
+        // Kafka's UtilsTest.testMurmur2 cases, as partitions of a 2^31 − 1 modulus-free hash.
+        let hash = |k: &[u8]| java_partition(k, i32::MAX);
+        let positive = |h: i64| ((h as i32) & 0x7fff_ffff) % i32::MAX;
+        assert_eq!(hash(b"21"), positive(-973_932_308));
+        assert_eq!(hash(b"foobar"), positive(-790_332_482));
+        assert_eq!(hash(b"a-little-bit-long-string"), positive(-985_981_536));
+        assert_eq!(
+            hash(b"a-little-bit-longer-string"),
+            positive(-1_486_304_829)
+        );
+        assert_eq!(
+            hash(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            positive(-58_897_971)
+        );
+        assert_eq!(hash(b"abc"), positive(479_470_107));
+    }
+
+    #[test]
+    fn an_owned_store_is_answered_here_even_from_a_bare_prior() {
+        let t = Table::new("me");
+        let store = 7;
+        t.upsert(entry(live(store, 12, 2_000), "earlier-run", 50));
+        let prior = StoreWait::without_events(store, Some(5));
+        assert_eq!(
+            t.resolve(Some(prior.clone()), store, 99).map(|s| s.source),
+            Some(Source::Table)
+        );
+        let mine = java_partition(b"7", 6);
+        t.set_owned([mine].into(), 6);
+        assert_eq!(
+            t.resolve(Some(prior.clone()), store, 99).map(|s| s.source),
+            Some(Source::Prior)
+        );
+        t.set_owned([(mine + 1) % 6].into(), 6);
+        assert_eq!(
+            t.resolve(Some(prior), store, 99).map(|s| s.source),
+            Some(Source::Table)
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Input {
     /// Stores gained from another instance, sent once caught up: the emitter publishes them
     /// whatever it last sent or read at start, as the previous owner may have sent since.
     pub gained: std::sync::mpsc::Sender<Vec<StoreId>>,
+    /// Partitions per input topic (0 when unknown at start).
+    pub partitions: i32,
 }
 
 /// Rebalance and client events, recorded in librdkafka's callbacks (which run inside `poll` on
@@ -462,6 +464,12 @@ impl ConsumerLoop {
             // The emitter may be gone at shutdown; then nothing is emitted anyway.
             let _ = self.input.gained.send(stores);
         }
+        if caught_up && !self.ownership.published {
+            self.input
+                .table
+                .set_owned(self.ownership.held.clone(), self.input.partitions);
+            self.ownership.published = true;
+        }
         if caught_up {
             self.input.health.set_ok(Condition::CaughtUp);
         } else {
@@ -538,6 +546,8 @@ struct Ownership {
     /// previous owner last published for their stores.
     gained: BTreeSet<i32>,
     assigned_once: bool,
+    /// Whether the table knows `held` as caught up.
+    published: bool,
 }
 
 /// Handles what the rebalance callback recorded: new catch-up targets; the stores of
@@ -568,6 +578,8 @@ fn handle_pending(
         input
             .health
             .set_not_ready(Condition::CaughtUp, "rebalancing");
+        input.table.set_owned(BTreeSet::new(), input.partitions);
+        ownership.published = false;
     }
     if pending.assignments > 0 {
         let now: BTreeSet<i32> = pending.assigned.iter().map(|a| a.partition).collect();
@@ -600,6 +612,8 @@ fn handle_pending(
                 .health
                 .set_not_ready(Condition::CaughtUp, "replaying newly assigned partitions");
         }
+        input.table.set_owned(BTreeSet::new(), input.partitions);
+        ownership.published = false;
         for a in pending.assigned {
             targets
                 .0
@@ -831,10 +845,11 @@ fn mispartitioned(input: &Input, msg: &BorrowedMessage<'_>, store: StoreId, expe
 /// Refuses to start unless the input topics have equal partition counts: the co-locating
 /// assignment gives partition p of every topic to one instance, which only lines up a store's
 /// records when p means the same in each. Topics not created yet are left to the subscription.
+/// Returns the common partition count (0 while no input topic exists).
 pub fn check_co_partitioned<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topics: &[&str],
-) -> Result<(), crate::pipeline::Error> {
+) -> Result<i32, crate::pipeline::Error> {
     let mut counts = Vec::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), BROKER_CALL_TIMEOUT)?;
@@ -848,7 +863,9 @@ pub fn check_co_partitioned<C: ConsumerContext>(
         let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
         return Err(crate::pipeline::Error::NotCoPartitioned(listed.join(", ")));
     }
-    Ok(())
+    Ok(counts
+        .first()
+        .map_or(0, |(_, n)| i32::try_from(*n).unwrap_or(i32::MAX)))
 }
 
 fn dead_letter(input: &Input, msg: &BorrowedMessage<'_>, reason: DeadLetterReason, error: String) {
