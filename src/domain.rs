@@ -3,7 +3,7 @@
 //! Time is always event time in milliseconds since the Unix epoch (the Kafka record timestamp),
 //! never the wall clock, so a replay of the same input gives the same answers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A store, as the upstream schemas carry it (Avro `int`). Valid ids are positive.
 pub type StoreId = i32;
@@ -87,7 +87,7 @@ impl InputKind {
 }
 
 /// Where a published wait time comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Basis {
     /// Observations completed inside the window.
@@ -98,8 +98,9 @@ pub enum Basis {
     None,
 }
 
-/// A store's current answer, as HTTP serves it and the emitter publishes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A store's current answer, as HTTP serves it and the emitter publishes it (and, read back
+/// from the answers topic, as other instances serve it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreWait {
     pub store_id: StoreId,
     /// The estimator's answer in whole minutes; `None` when there is neither a live

@@ -8,7 +8,7 @@
 //! seconds plus a scrape: a mutex over a small array is plenty, and [`Health::is_ready`] is a
 //! single atomic load for callers on hot paths.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Reasons longer than this are cut: they come from error messages of other libraries and end
@@ -28,15 +28,18 @@ pub enum Condition {
     Priors,
     /// The replay reached the end offsets seen at start: answers are current.
     CaughtUp,
+    /// The answers topic was read to its end once: other instances' stores are known.
+    AnswersTable,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 5] = [
+    pub const ALL: [Condition; 6] = [
         Condition::Broker,
         Condition::SchemaRegistry,
         Condition::Assignment,
         Condition::Priors,
         Condition::CaughtUp,
+        Condition::AnswersTable,
     ];
 
     /// The name used in probe responses and logs.
@@ -47,6 +50,7 @@ impl Condition {
             Condition::Assignment => "assignment",
             Condition::Priors => "priors",
             Condition::CaughtUp => "caught_up",
+            Condition::AnswersTable => "answers_table",
         }
     }
 
@@ -58,6 +62,7 @@ impl Condition {
             Condition::Assignment => "no partitions assigned yet",
             Condition::Priors => "priors not loaded yet",
             Condition::CaughtUp => "replay not started yet",
+            Condition::AnswersTable => "answers topic not read yet",
         }
     }
 
@@ -76,6 +81,25 @@ pub struct Report {
     /// Every condition in [`Condition::ALL`] order, `None` when it holds, then
     /// ([`SHUTTING_DOWN`], reason) while shutting down.
     pub conditions: Vec<(&'static str, Option<String>)>,
+    /// What an operator should know that does not fail readiness, by name.
+    pub warnings: Vec<(&'static str, String)>,
+}
+
+/// Something wrong that does not make the service's answers wrong, so it is reported on the
+/// readiness probe without failing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// A store's records arrived on different partition numbers: the input topics are not
+    /// co-partitioned. One instance still matches them; several would not.
+    Mispartitioned,
+}
+
+impl Warning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warning::Mispartitioned => "mispartitioned_input",
+        }
+    }
 }
 
 impl Report {
@@ -92,6 +116,7 @@ struct State {
     /// `None` = ok, `Some(reason)` = not ready.
     reasons: [Option<String>; Condition::ALL.len()],
     shutting_down: bool,
+    warnings: Vec<(Warning, String)>,
 }
 
 impl State {
@@ -108,6 +133,9 @@ pub struct Health {
     ready: AtomicBool,
     /// Cached per-condition "ok" flags, for cheap checks on hot paths.
     ok: [AtomicBool; Condition::ALL.len()],
+    /// How often each condition was lost: a reader that sees the same count before and after
+    /// some work knows the condition held throughout.
+    losses: [AtomicU64; Condition::ALL.len()],
 }
 
 impl Default for Health {
@@ -123,9 +151,11 @@ impl Health {
             state: Mutex::new(State {
                 reasons: Condition::ALL.map(|c| Some(c.initial_reason().to_owned())),
                 shutting_down: false,
+                warnings: Vec::new(),
             }),
             ready: AtomicBool::new(false),
             ok: Condition::ALL.map(|_| AtomicBool::new(false)),
+            losses: Condition::ALL.map(|_| AtomicU64::new(0)),
         }
     }
 
@@ -151,6 +181,7 @@ impl Health {
                         reason.clone_into(old);
                     }
                     None => {
+                        self.losses[condition.index()].fetch_add(1, Ordering::AcqRel);
                         tracing::warn!(condition = condition.as_str(), reason, "readiness lost");
                         *slot = Some(reason.to_owned());
                     }
@@ -195,6 +226,13 @@ impl Health {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// `Some(n)` while the condition holds, `n` counting how often it was lost before: equal
+    /// values before and after reading what the condition guards prove it held meanwhile.
+    pub fn holding(&self, condition: Condition) -> Option<u64> {
+        let losses = self.losses[condition.index()].load(Ordering::Acquire);
+        self.is_ok(condition).then_some(losses)
+    }
+
     /// Whether one condition holds. One atomic load.
     pub fn is_ok(&self, condition: Condition) -> bool {
         self.ok[condition.index()].load(Ordering::Acquire)
@@ -213,6 +251,25 @@ impl Health {
         Report {
             ready: state.ready(),
             conditions,
+            warnings: state
+                .warnings
+                .iter()
+                .map(|(w, reason)| (w.as_str(), reason.clone()))
+                .collect(),
+        }
+    }
+
+    /// Raises (or rewords) a warning; it stays until the process restarts, as what caused it
+    /// (records already applied) does not go away either. Logged when first raised.
+    pub fn warn(&self, warning: Warning, reason: impl AsRef<str>) {
+        let reason = truncate(reason.as_ref()).to_owned();
+        let mut state = self.lock();
+        match state.warnings.iter_mut().find(|(w, _)| *w == warning) {
+            Some((_, r)) => *r = reason,
+            None => {
+                tracing::warn!(warning = warning.as_str(), %reason, "readiness warning raised");
+                state.warnings.push((warning, reason));
+            }
         }
     }
 
@@ -268,8 +325,10 @@ mod tests {
     #[test]
     fn ready_only_when_every_condition_holds() {
         let health = Health::new();
-        for c in &Condition::ALL[..4] {
-            health.set(*c, Ok(()));
+        for c in Condition::ALL {
+            if c != Condition::CaughtUp {
+                health.set(c, Ok(()));
+            }
         }
         assert!(!health.is_ready());
         health.set(
@@ -323,6 +382,41 @@ mod tests {
             report.not_ready().collect::<Vec<_>>(),
             vec![(SHUTTING_DOWN, "shutting down")]
         );
+    }
+
+    #[test]
+    fn warnings_are_reported_without_failing_readiness() {
+        let h = Health::new();
+        all_ok(&h);
+        h.warn(Warning::Mispartitioned, "store 3 on partitions 1 and 2");
+        h.warn(Warning::Mispartitioned, "store 4 on partitions 0 and 5");
+        assert!(h.is_ready());
+        let report = h.report();
+        assert!(report.ready);
+        assert_eq!(
+            report.warnings,
+            [(
+                "mispartitioned_input",
+                "store 4 on partitions 0 and 5".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn holding_changes_when_the_condition_was_lost_meanwhile() {
+        let h = Health::new();
+        assert_eq!(h.holding(Condition::CaughtUp), None);
+        h.set_ok(Condition::CaughtUp);
+        let before = h.holding(Condition::CaughtUp);
+        assert!(before.is_some());
+        h.set_ok(Condition::CaughtUp);
+        assert_eq!(h.holding(Condition::CaughtUp), before);
+        h.set_not_ready(Condition::CaughtUp, "replaying");
+        h.set_not_ready(Condition::CaughtUp, "replaying still");
+        h.set_ok(Condition::CaughtUp);
+        let after = h.holding(Condition::CaughtUp);
+        assert!(after.is_some());
+        assert_ne!(after, before);
     }
 
     #[test]

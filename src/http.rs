@@ -35,9 +35,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::answers::Answers;
+use crate::clock::now_ms;
 use crate::domain::{Basis, EventTime, StoreId, StoreWait};
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
+use crate::table::{Served, Source, Table};
 
 /// The content type of `/metrics`. The text is OpenMetrics (that is all `prometheus-client`
 /// writes: `# EOF`, `# UNIT`, `info` types, `_total` only on counter samples), and Prometheus
@@ -84,6 +86,8 @@ pub struct AppState {
     answers: Answers,
     health: Arc<Health>,
     metrics: Metrics,
+    /// Every instance's answers: what this one does not own is served from here.
+    table: Table,
     limits: HttpLimits,
     in_flight: Arc<Semaphore>,
 }
@@ -96,9 +100,16 @@ impl AppState {
             answers,
             health,
             metrics,
+            table: Table::new(""),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             limits,
         }
+    }
+
+    /// Serves from `table` what this instance does not own (and names it in answers).
+    pub fn with_table(mut self, table: Table) -> Self {
+        self.table = table;
+        self
     }
 
     pub fn with_limits(mut self, limits: HttpLimits) -> Self {
@@ -238,6 +249,31 @@ impl From<&StoreWait> for StoreWaitJson {
     }
 }
 
+/// An answer with where it comes from: which instance computed it and when (wall clock), and
+/// whether it is this instance's own (`owner`), another's or a last known one (`table`), or a
+/// prior nobody has events for yet (`prior`).
+#[derive(Debug, Serialize)]
+struct ServedJson {
+    #[serde(flatten)]
+    answer: StoreWaitJson,
+    source: Source,
+    computed_by: String,
+    computed_at: Option<String>,
+    computed_at_ms: i64,
+}
+
+impl From<&Served> for ServedJson {
+    fn from(s: &Served) -> Self {
+        ServedJson {
+            answer: StoreWaitJson::from(&s.answer),
+            source: s.source,
+            computed_by: s.computed_by.clone(),
+            computed_at: rfc3339_millis(s.computed_at_ms),
+            computed_at_ms: s.computed_at_ms,
+        }
+    }
+}
+
 /// `ms` since the epoch as RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`;
 /// `None` outside years 1970..=9999, which the formatter cannot represent.
 pub fn rfc3339_millis(ms: EventTime) -> Option<String> {
@@ -266,7 +302,10 @@ async fn store_wait(
     let Some(id) = parse_store_id(&raw) else {
         return bad_store_id(&raw);
     };
-    let found = app.answers.get(id).map(|w| StoreWaitJson::from(&w));
+    let found = app
+        .table
+        .resolve(app.answers.get(id), id, now_ms())
+        .map(|s| ServedJson::from(&s));
     match found {
         Some(body) => axum::Json(body).into_response(),
         None => (
@@ -281,11 +320,11 @@ async fn store_wait(
 }
 
 async fn list_stores(State(app): State<AppState>) -> Response {
-    let all: Vec<StoreWaitJson> = app
-        .answers
-        .sorted()
+    let all: Vec<ServedJson> = app
+        .table
+        .resolve_all(&app.answers, now_ms())
         .iter()
-        .map(StoreWaitJson::from)
+        .map(ServedJson::from)
         .collect();
     axum::Json(all).into_response()
 }
@@ -296,8 +335,16 @@ async fn live() -> Response {
 
 async fn ready(State(app): State<AppState>) -> Response {
     let report = app.health.report();
+    let warnings: serde_json::Map<String, serde_json::Value> = report
+        .warnings
+        .iter()
+        .map(|(name, reason)| ((*name).to_owned(), reason.as_str().into()))
+        .collect();
     if report.ready {
-        return axum::Json(json!({"status": "ready"})).into_response();
+        if warnings.is_empty() {
+            return axum::Json(json!({"status": "ready"})).into_response();
+        }
+        return axum::Json(json!({"status": "ready", "warnings": warnings})).into_response();
     }
     let reasons: serde_json::Map<String, serde_json::Value> = report
         .not_ready()

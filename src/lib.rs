@@ -7,7 +7,8 @@
 //! - `pipeline` (Kafka in): the consumer thread replays each partition from `now − horizon`,
 //!   decodes with [`wire`], dead-letters what it cannot use, applies the rest to [`state`].
 //! - [`state`]: pure; per-store lifecycles, rolling windows, estimators. No I/O, no clock.
-//! - `answers`: what the state publishes; HTTP, the emitter and the metrics read it.
+//! - `answers`: what the state publishes; HTTP, the emitter and the metrics read it. `table`:
+//!   every instance's answers read back from the answers topic, so any instance answers.
 //! - outputs: `pipeline`'s emitter (the wait-times topic), `http` (pull API, health), `metrics`
 //!   (Prometheus, and the observable events that log and count in one call), `health`.
 //! - [`service`]: assembles and starts all of it, and stops it on one `shutdown` token.
@@ -37,4 +38,5 @@ pub mod score;
 pub mod service;
 pub(crate) mod shutdown;
 pub mod state;
+pub(crate) mod table;
 pub mod wire;

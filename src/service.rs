@@ -19,9 +19,10 @@ use crate::health::{Condition, Health};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
 use crate::pipeline::features::FeatureSet;
-use crate::pipeline::{self, dlq, input, output, priors};
+use crate::pipeline::{self, dlq, input, output, priors, table};
 use crate::shutdown::Shutdown;
 use crate::state::{State, StateConfig};
+use crate::table::Table;
 use crate::wire::{self, Decoders, Registry};
 
 /// Why the service could not start or run.
@@ -91,6 +92,7 @@ pub async fn run_with_listener(
         metrics,
         health: health.clone(),
         answers,
+        table: Table::new(instance_id(&config)),
         shutdown: shutdown.clone(),
     };
     let server = serve_http(&config, listener, &shared);
@@ -134,6 +136,7 @@ struct Shared {
     metrics: Metrics,
     health: Arc<Health>,
     answers: Answers,
+    table: Table,
     shutdown: Shutdown,
 }
 
@@ -141,6 +144,8 @@ struct Shared {
 struct Running {
     input: std::thread::JoinHandle<State>,
     emitter: tokio::task::JoinHandle<()>,
+    sharer: tokio::task::JoinHandle<()>,
+    follower: std::thread::JoinHandle<()>,
     producer: FutureProducer,
     /// Set by the consumer thread when it ended without being asked to.
     failed: Arc<AtomicBool>,
@@ -164,6 +169,7 @@ fn serve_http(
         shared.health.clone(),
         shared.metrics.clone(),
     )
+    .with_table(shared.table.clone())
     .with_limits(limits);
     let shutdown = shared.shutdown.clone();
     tokio::spawn(http::serve(listener, app, async move {
@@ -188,16 +194,102 @@ async fn start(config: &Config, shared: &Shared) -> Result<Running> {
         tokio::runtime::Handle::current(),
         metrics.clone(),
     );
+    let follower = start_table(config, shared, &failed).await?;
+    let (gained_tx, gained_rx) = std::sync::mpsc::channel();
+    let outlets = InputOutlets {
+        features,
+        gained: gained_tx,
+    };
     let input = spawn_input(
-        config, shared, &registry, &producer, &priors, features, &failed,
+        config, shared, &registry, &producer, &priors, outlets, &failed,
     )?;
-    let emitter = spawn_emitter(config, shared, &producer, schema_id, priors);
+    let emitter = spawn_emitter(config, shared, &producer, schema_id, priors, gained_rx);
+    let sharer = tokio::spawn(
+        table::Sharer {
+            producer: producer.clone(),
+            topic: config.topics.answers.clone(),
+            answers: shared.answers.clone(),
+            table: shared.table.clone(),
+            health: shared.health.clone(),
+            metrics: shared.metrics.clone(),
+            shared: Default::default(),
+        }
+        .run(shared.shutdown.clone()),
+    );
     Ok(Running {
         input,
         emitter,
+        sharer,
+        follower,
         producer,
         failed,
     })
+}
+
+/// This instance's name in its answers: the configured one, else host name and process id
+/// (unique per process, readable in a container, where the host name is the container's).
+fn instance_id(config: &Config) -> String {
+    let configured = config.output.instance_id.trim();
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "waittimes".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The answers topic: created if missing (it is internal), then followed from the beginning
+/// by a thread of its own into the global table.
+async fn start_table(
+    config: &Config,
+    shared: &Shared,
+    failed: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let topic = config.topics.answers.clone();
+    shared.health.set_not_ready(
+        Condition::AnswersTable,
+        format!("creating or reading the answers topic {topic}"),
+    );
+    let admin = config.admin_config();
+    retry(
+        &format!("creating the answers topic {topic}"),
+        &shared.health,
+        Condition::AnswersTable,
+        || table::ensure_topic(&admin, &topic, 1),
+    )
+    .await?;
+    shared.health.set_not_ready(
+        Condition::AnswersTable,
+        format!("reading the answers topic {topic}"),
+    );
+    let cfg = pipeline::priors_consumer_config(config);
+    let (table, health, metrics, shutdown) = (
+        shared.table.clone(),
+        shared.health.clone(),
+        shared.metrics.clone(),
+        shared.shutdown.clone(),
+    );
+    let failed = failed.clone();
+    std::thread::Builder::new()
+        .name("waittimes-table".into())
+        .spawn(move || {
+            if let Err(err) = table::follow(&cfg, &topic, &table, &health, &metrics, &shutdown) {
+                tracing::error!(%topic, error = %err, "the answers topic reader stopped");
+                health.set_not_ready(
+                    Condition::AnswersTable,
+                    format!("the answers topic reader stopped: {err}"),
+                );
+                if !shutdown.is_triggered() {
+                    failed.store(true, Ordering::Release);
+                    shutdown.trigger();
+                }
+            }
+        })
+        .map_err(|e| pipeline::Error::Thread(e.to_string()).into())
 }
 
 /// A value schema the service writes, and the subject it goes under.
@@ -282,19 +374,28 @@ async fn load_priors(
 }
 
 /// The consumer thread: the single owner of the state.
+/// What the consumer thread hands on besides the shared answers: the closed feature windows,
+/// and the stores a rebalance gave it (which the emitter sends once).
+struct InputOutlets {
+    features: FeatureSet,
+    gained: std::sync::mpsc::Sender<Vec<crate::domain::StoreId>>,
+}
+
 fn spawn_input(
     config: &Config,
     shared: &Shared,
     registry: &Arc<Registry>,
     producer: &FutureProducer,
     priors: &priors::Priors,
-    features: FeatureSet,
+    outlets: InputOutlets,
     failed: &Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<State>> {
+    let InputOutlets { features, gained } = outlets;
     let Shared {
         metrics,
         health,
         answers,
+        table,
         shutdown,
     } = shared;
     let topics = &config.topics;
@@ -307,11 +408,13 @@ fn spawn_input(
         input::InputContext::new(config.replay_horizon(), health.clone(), metrics.clone());
     let consumer: BaseConsumer<input::InputContext> =
         pipeline::input_consumer_config(config).create_with_context(context)?;
-    consumer.subscribe(&[
+    let inputs = [
         topics.orders.as_str(),
         topics.completed.as_str(),
         topics.cancelled.as_str(),
-    ])?;
+    ];
+    let partitions = input::check_co_partitioned(&consumer, &inputs)?;
+    consumer.subscribe(&inputs)?;
     let dead_letters = dlq::DeadLetters::new(
         producer.clone(),
         topics.dead_letter.clone(),
@@ -334,6 +437,9 @@ fn spawn_input(
         metrics: metrics.clone(),
         health: health.clone(),
         shutdown: shutdown.clone(),
+        table: table.clone(),
+        gained,
+        partitions,
     };
     let shutdown = shutdown.clone();
     let failed = failed.clone();
@@ -356,6 +462,7 @@ fn spawn_emitter(
     producer: &FutureProducer,
     schema_id: u32,
     priors: priors::Priors,
+    gained: std::sync::mpsc::Receiver<Vec<crate::domain::StoreId>>,
 ) -> tokio::task::JoinHandle<()> {
     let emitter = output::Emitter {
         producer: producer.clone(),
@@ -366,6 +473,7 @@ fn spawn_emitter(
         interval: config.output.emit_interval,
         metrics: shared.metrics.clone(),
         published: priors.values,
+        gained,
     };
     tokio::spawn(emitter.run(shared.shutdown.clone()))
 }
@@ -384,6 +492,19 @@ async fn stop(running: Running) {
         .is_err()
     {
         tracing::warn!("the emitter did not stop in time");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, running.sharer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the answers sharer did not stop in time");
+    }
+    let follower = tokio::task::spawn_blocking(move || running.follower.join());
+    if tokio::time::timeout(SHUTDOWN_GRACE, follower)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the answers topic reader did not stop in time");
     }
     if let Err(err) = running.producer.flush(SHUTDOWN_GRACE) {
         tracing::warn!(error = %err, "producer flush incomplete");

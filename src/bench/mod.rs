@@ -205,6 +205,7 @@ pub(crate) struct Topics {
     pub wait_times: String,
     pub features: String,
     pub dead_letter: String,
+    pub answers: String,
 }
 
 impl Topics {
@@ -216,6 +217,7 @@ impl Topics {
             wait_times: format!("{prefix}_waittimes"),
             features: format!("{prefix}_features"),
             dead_letter: format!("{prefix}_dlq"),
+            answers: format!("{prefix}_answers"),
         }
     }
 

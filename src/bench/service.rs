@@ -58,6 +58,7 @@ impl ServiceConfig {
             ("topics.wait_times", topics.wait_times.as_str()),
             ("topics.features", topics.features.as_str()),
             ("topics.dead_letter", topics.dead_letter.as_str()),
+            ("topics.answers", topics.answers.as_str()),
             // Read everything preloaded, whatever its (simulated) timestamps.
             ("state.replay_horizon", "100000h"),
             ("output.emit_interval", emit.as_str()),
@@ -74,6 +75,7 @@ impl ServiceConfig {
         client.topics.wait_times = topics.wait_times.clone();
         client.topics.features = topics.features.clone();
         client.topics.dead_letter = topics.dead_letter.clone();
+        client.topics.answers = topics.answers.clone();
         ServiceConfig {
             port,
             file: args.config.clone(),

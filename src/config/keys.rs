@@ -121,6 +121,12 @@ pub const KEYS: &[KeyDoc] = &[
         description: "Dead-letter topic for records that cannot be processed.",
     },
     KeyDoc {
+        key: "topics.answers",
+        default: "waittimes_answers",
+        description: "Internal compacted topic of every instance's full answers, read by all \
+                      instances as a global table so any instance answers for any store.",
+    },
+    KeyDoc {
         key: "state.window",
         default: "30m",
         description: "Rolling window of completed orders a store's statistics cover (stream time).",
@@ -162,6 +168,12 @@ pub const KEYS: &[KeyDoc] = &[
         description: "How long after its end (in the store's stream time) a window still counts \
                       late events; later ones are counted in waittimes_feature_late_events_total \
                       and logged. window + grace must fit in state.window.",
+    },
+    KeyDoc {
+        key: "output.instance_id",
+        default: "",
+        description: "This instance's name in the answers it computes (computed_by); empty \
+                      means the host name and the process id.",
     },
     KeyDoc {
         key: "http.listen",

@@ -55,6 +55,8 @@ pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
 pub const DEFAULT_SCHEMA_REGISTRY_URL: &str = "http://127.0.0.1:8081";
 /// `client.id` set when the properties do not choose one.
 pub const DEFAULT_CLIENT_ID: &str = "waittimes";
+/// librdkafka's name for the Java client's partitioner (murmur2 of the key; null keys random).
+pub const JAVA_PARTITIONER: &str = "murmur2_random";
 
 /// The whole configuration. Fields are public so tests and tools can adjust a loaded or default
 /// config; call [`Config::validate`] after changing one by hand.
@@ -177,6 +179,8 @@ pub struct TopicsConfig {
     pub features: String,
     /// Dead letters.
     pub dead_letter: String,
+    /// Internal, compacted: every instance's full answers, read back by all as a global table.
+    pub answers: String,
 }
 
 impl Default for TopicsConfig {
@@ -188,6 +192,7 @@ impl Default for TopicsConfig {
             wait_times: "waittimes_avro".into(),
             features: "waittimes_features".into(),
             dead_letter: "waittimes_dlq".into(),
+            answers: "waittimes_answers".into(),
         }
     }
 }
@@ -238,12 +243,15 @@ pub struct OutputConfig {
     /// Minimum interval between two records for one store.
     #[serde(with = "humantime_serde")]
     pub emit_interval: Duration,
+    /// This instance's name in the answers it computes; empty means host name and process id.
+    pub instance_id: String,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
         Self {
             emit_interval: Duration::from_secs(1),
+            instance_id: String::new(),
         }
     }
 }
@@ -527,9 +535,14 @@ impl Config {
         self.client_config(Role::Consumer)
     }
 
-    /// Base producer config: every merged property that applies to producers.
+    /// Base producer config: every merged property that applies to producers, and the
+    /// Java-compatible murmur2 partitioner unless `[kafka.properties]` names another: Kafka
+    /// Connect and ksqlDB hash keys with murmur2, librdkafka's default is CRC32, and records of
+    /// one store must land on the same partition number whoever produced them.
     pub fn producer_config(&self) -> ClientConfig {
-        self.client_config(Role::Producer)
+        let mut c = self.client_config(Role::Producer);
+        set_if_absent(&mut c, "partitioner", JAVA_PARTITIONER);
+        c
     }
 
     /// Base admin-client config: the merged properties common to all clients.

@@ -1470,3 +1470,27 @@ fn overrides_as_environment_variables() {
     assert_eq!(c.bootstrap_servers(), "b:2");
     assert_eq!(c.consumer_config().get("fetch.min.bytes"), Some("1000"));
 }
+
+#[test]
+fn producers_hash_keys_as_the_java_client_unless_told_otherwise() {
+    let c = ok(Config::load_with_env(None, no_env()));
+    assert_eq!(
+        c.producer_config().get("partitioner"),
+        Some("murmur2_random")
+    );
+    // Consumers and admin clients take no partitioner.
+    assert_eq!(c.consumer_config().get("partitioner"), None);
+    let c = ok(load_toml(
+        "[kafka.properties]\n\"partitioner\" = \"consistent_random\"\n",
+    ));
+    assert_eq!(
+        c.producer_config().get("partitioner"),
+        Some("consistent_random")
+    );
+}
+
+#[test]
+fn the_answers_topic_must_differ_from_the_others() {
+    let e = err(load_toml("[topics]\nanswers = \"waittimes_avro\"\n"));
+    assert!(e.to_string().contains("topics.answers"), "{e}");
+}

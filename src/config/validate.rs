@@ -77,6 +77,7 @@ impl Config {
             ("topics.wait_times", &self.topics.wait_times),
             ("topics.features", &self.topics.features),
             ("topics.dead_letter", &self.topics.dead_letter),
+            ("topics.answers", &self.topics.answers),
         ];
         for (i, (key, name)) in topics.iter().enumerate() {
             if let Err(message) = check_topic_name(name) {

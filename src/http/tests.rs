@@ -106,9 +106,14 @@ async fn store_wait_answers_every_field() {
     let f = fixture();
     f.snapshot.publish(wait(42));
     let router = router(f.app);
+    let before = crate::clock::now_ms();
     let a = get_(&router, "/stores/42/wait").await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(is_json(&a.headers));
+    // The owner's answer is computed as of the response.
+    let computed_at_ms = a.json()["computed_at_ms"].as_i64().unwrap();
+    assert!((before..=crate::clock::now_ms()).contains(&computed_at_ms));
+    let computed_at = rfc3339_millis(computed_at_ms).unwrap();
     assert_eq!(
         a.json(),
         json!({
@@ -124,6 +129,10 @@ async fn store_wait_answers_every_field() {
             "cancellation_rate": 0.25,
             "updated_at": "2024-05-01T12:00:00.123Z",
             "updated_at_ms": 1_714_564_800_123_i64,
+            "source": "owner",
+            "computed_by": "",
+            "computed_at": computed_at,
+            "computed_at_ms": computed_at_ms,
         })
     );
 }
@@ -240,8 +249,18 @@ async fn stores_lists_every_store_sorted() {
         .map(|s| s["store_id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, vec![1, 5, 9]);
-    // Same fields as the single-store answer.
-    assert_eq!(v[0], get_(&router, "/stores/1/wait").await.json());
+    // Same fields as the single-store answer; an owner's answer is computed as of each
+    // response, so its time may differ between the two.
+    let without_time = |mut v: Value| {
+        let fields = v.as_object_mut().unwrap();
+        assert!(fields.remove("computed_at").is_some());
+        assert!(fields.remove("computed_at_ms").is_some());
+        v
+    };
+    assert_eq!(
+        without_time(v[0].clone()),
+        without_time(get_(&router, "/stores/1/wait").await.json())
+    );
 }
 
 #[tokio::test]
@@ -577,7 +596,19 @@ mod read_only_surface {
             "/health/ready",
         ] {
             let a = get_(router, uri).await;
-            seen.push(format!("{uri} {} {}", a.status, a.body));
+            // An owner's answer is computed as of each response: its time differs by design.
+            let mut body: Value = serde_json::from_str(&a.body).unwrap();
+            let strip = |answer: &mut Value| {
+                if let Some(fields) = answer.as_object_mut() {
+                    fields.remove("computed_at");
+                    fields.remove("computed_at_ms");
+                }
+            };
+            match body.as_array_mut() {
+                Some(all) => all.iter_mut().for_each(strip),
+                None => strip(&mut body),
+            }
+            seen.push(format!("{uri} {} {body}", a.status));
         }
         let metrics = get_(router, "/metrics").await.body;
         seen.extend(

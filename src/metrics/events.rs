@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     DeadLetterReason, EmitOutcome, EventOutcome, ExpiryKind, FeatureOutcome, Metrics,
-    ObservationSource, RegistryOutcome,
+    ObservationSource, RegistryOutcome, TableOutcome,
 };
 use crate::domain::{EventTime, InputKind, StoreId};
 
@@ -94,6 +94,8 @@ pub(crate) struct Limiters {
     http_requests: LogLimiter,
     feature_late: LogLimiter,
     feature_failures: LogLimiter,
+    mispartitioned: LogLimiter,
+    table_failures: LogLimiter,
 }
 
 /// The level a rate-limited event logs at (its summary line of suppressed events too).
@@ -568,5 +570,91 @@ impl FeatureWindowsReplayed {
             count = self.count,
             "feature windows closed during the replay"
         );
+    }
+}
+
+/// A store's record arrived on another partition number than its earlier records (of another
+/// input topic): the producers disagree on the partitioner, so completions may meet their
+/// orders on another instance. Counts `waittimes_mispartitioned_records_total`; logs a
+/// warning, rate-limited.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMispartitioned<'a> {
+    pub store_id: StoreId,
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The partition number the store's earlier records came on.
+    pub expected: i32,
+}
+
+impl RecordMispartitioned<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.mispartitioned.inc();
+        limited(
+            &metrics.limiters().mispartitioned,
+            Level::Warn,
+            "mis-partitioned records",
+            || {
+                tracing::warn!(
+                    store_id = self.store_id,
+                    topic = self.topic,
+                    partition = self.partition,
+                    expected = self.expected,
+                    "store seen on another partition number: input topics are not \
+                     co-partitioned (producers must use the murmur2 partitioner)"
+                )
+            },
+        );
+    }
+}
+
+/// Answers were written to the internal answers topic. Counts
+/// `waittimes_answers_table_records_total{outcome="published"}`; logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswersShared {
+    pub count: u64,
+}
+
+impl AnswersShared {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.answers_table[TableOutcome::Published as usize].inc_by(self.count);
+        tracing::debug!(count = self.count, "answers shared on the answers topic");
+    }
+}
+
+/// An answer could not be written to the internal answers topic (the next change of the store
+/// is sent again). Counts `waittimes_answers_table_records_total{outcome="failed"}`; logs a
+/// warning, rate-limited.
+#[derive(Clone, Copy)]
+pub struct AnswerShareFailed<'a> {
+    pub store_id: StoreId,
+    pub error: &'a dyn Display,
+}
+
+impl AnswerShareFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.answers_table[TableOutcome::Failed as usize].inc();
+        limited(
+            &metrics.limiters().table_failures,
+            Level::Warn,
+            "answers-topic failures",
+            || {
+                tracing::warn!(store_id = self.store_id, error = %self.error,
+                    "could not read or write an answer on the answers topic")
+            },
+        );
+    }
+}
+
+/// Answers of other instances (or our own) were read from the answers topic into the global
+/// table. Counts `waittimes_answers_table_records_total{outcome="read"}`; logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswersRead {
+    pub count: u64,
+}
+
+impl AnswersRead {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.answers_table[TableOutcome::Read as usize].inc_by(self.count);
+        tracing::debug!(count = self.count, "answers read from the answers topic");
     }
 }

@@ -15,10 +15,11 @@
 pub mod events;
 
 pub use events::{
-    DeadLetterFailed, DeadLettered, EmitFailed, FeatureEventLate, FeatureWindowFailed,
-    FeatureWindowPublished, FeatureWindowsReplayed, HttpRequestServed, ObservationsRecorded,
-    OrdersExpired, PartitionLag, PartitionsRevoked, PriorsLoaded, RecordApplied, RecordsConsumed,
-    SchemaFetched, SchemaRegistryFailed, StateSized, WaitPublished,
+    AnswerShareFailed, AnswersRead, AnswersShared, DeadLetterFailed, DeadLettered, EmitFailed,
+    FeatureEventLate, FeatureWindowFailed, FeatureWindowPublished, FeatureWindowsReplayed,
+    HttpRequestServed, ObservationsRecorded, OrdersExpired, PartitionLag, PartitionsRevoked,
+    PriorsLoaded, RecordApplied, RecordMispartitioned, RecordsConsumed, SchemaFetched,
+    SchemaRegistryFailed, StateSized, WaitPublished,
 };
 
 use std::fmt;
@@ -114,6 +115,31 @@ impl ExpiryKind {
         match self {
             ExpiryKind::OpenOrder => "open_order",
             ExpiryKind::HeldTerminal => "held_terminal",
+        }
+    }
+}
+
+/// What happened to one record of the internal answers topic
+/// (`waittimes_answers_table_records_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableOutcome {
+    Published,
+    Failed,
+    Read,
+}
+
+impl TableOutcome {
+    pub const ALL: [TableOutcome; 3] = [
+        TableOutcome::Published,
+        TableOutcome::Failed,
+        TableOutcome::Read,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableOutcome::Published => "published",
+            TableOutcome::Failed => "failed",
+            TableOutcome::Read => "read",
         }
     }
 }
@@ -268,6 +294,8 @@ struct Inner {
     priors_loaded: Gauge,
     registry_requests: [Counter; RegistryOutcome::ALL.len()],
     http_requests: Family<HttpLabels, Counter>,
+    mispartitioned: Counter,
+    answers_table: [Counter; TableOutcome::ALL.len()],
     limiters: events::Limiters,
 }
 
@@ -437,6 +465,25 @@ impl Metrics {
             http_requests.clone(),
         );
 
+        let mispartitioned = Counter::default();
+        registry.register(
+            "mispartitioned_records",
+            "Input records of a store seen on another partition number than its earlier records",
+            mispartitioned.clone(),
+        );
+
+        let table_family = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "answers_table_records",
+            "Records of the internal answers topic, by outcome (published, failed, read)",
+            table_family.clone(),
+        );
+        let answers_table = TableOutcome::ALL.map(|o| {
+            table_family.get_or_create_owned(&OutcomeLabel {
+                outcome: o.as_str(),
+            })
+        });
+
         registry.register(
             "build",
             "The running build",
@@ -473,6 +520,8 @@ impl Metrics {
                 priors_loaded,
                 registry_requests,
                 http_requests,
+                mispartitioned,
+                answers_table,
                 limiters: events::Limiters::default(),
             }),
         }

@@ -2,7 +2,7 @@
 //! path). It replays each assigned partition from `now − replay horizon`, decodes, applies,
 //! dead-letters what it cannot use, and publishes changed answers.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +18,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::answers::Answers;
 use crate::clock::now_ms;
 use crate::domain::{InputKind, StoreId};
-use crate::health::{Condition, Health};
+use crate::health::{Condition, Health, Warning};
 use crate::metrics::{self, EventOutcome, ExpiryKind, Metrics, RegistryOutcome};
 use crate::pipeline::dlq::{DeadLetter, DeadLetters};
 use crate::pipeline::features::FeatureSet;
 use crate::shutdown::Shutdown;
 use crate::state::{Counters, IdHasherBuilder, IdMap, ObservationSource, Outcome, State};
+use crate::table::Table;
 use crate::wire::{DeadLetterReason, DecodeError, Decoders, Registry};
 
 /// How long a broker call made inside a rebalance may take.
@@ -51,6 +52,13 @@ pub struct Input {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub shutdown: Shutdown,
+    /// Where the answers of stores that moved away are kept as last known.
+    pub table: Table,
+    /// Stores gained from another instance, sent once caught up: the emitter publishes them
+    /// whatever it last sent or read at start, as the previous owner may have sent since.
+    pub gained: std::sync::mpsc::Sender<Vec<StoreId>>,
+    /// Partitions per input topic (0 when unknown at start).
+    pub partitions: i32,
 }
 
 /// Rebalance and client events, recorded in librdkafka's callbacks (which run inside `poll` on
@@ -58,6 +66,8 @@ pub struct Input {
 #[derive(Default)]
 struct Pending {
     assigned: Vec<Assigned>,
+    /// Assignments seen (an empty one still drops what was revoked).
+    assignments: u32,
     revoked: Vec<(String, i32)>,
 }
 
@@ -74,6 +84,9 @@ pub struct InputContext {
     health: Arc<Health>,
     metrics: Metrics,
     pending: Mutex<Pending>,
+    /// Next offsets of the partitions revoked last, so a partition given back resumes where it
+    /// was instead of replaying: only what moved is replayed.
+    positions: Mutex<HashMap<(String, i32), i64>>,
     /// Set when `pending` holds something: the loop checks this flag after every poll instead
     /// of locking the mutex (a lock per record showed in profiles).
     has_pending: AtomicBool,
@@ -86,6 +99,7 @@ impl InputContext {
             health,
             metrics,
             pending: Mutex::new(Pending::default()),
+            positions: Mutex::new(HashMap::new()),
             has_pending: AtomicBool::new(false),
         }
     }
@@ -118,20 +132,32 @@ impl InputContext {
             let _ = query.add_partition_offset(e.topic(), e.partition(), Offset::Offset(from));
         }
         let found = consumer.offsets_for_times(query, BROKER_CALL_TIMEOUT);
+        let positions = std::mem::take(
+            &mut *self
+                .positions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let mut assigned = Vec::new();
         for e in tpl.elements() {
             let (topic, partition) = (e.topic().to_string(), e.partition());
-            let start = match &found {
-                Ok(found) => match found.find_partition(&topic, partition).map(|f| f.offset()) {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
-                    Some(Offset::End) => Offset::End,
-                    _ => Offset::Beginning,
+            let kept = positions.get(&(topic.clone(), partition)).copied();
+            let start = match (&found, kept) {
+                (_, Some(next)) => Offset::Offset(next),
+                (found, None) => match found {
+                    Ok(found) => {
+                        match found.find_partition(&topic, partition).map(|f| f.offset()) {
+                            Some(Offset::Offset(o)) => Offset::Offset(o),
+                            Some(Offset::End) => Offset::End,
+                            _ => Offset::Beginning,
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%topic, partition, error = %err,
+                            "offsets for times failed; replaying from the beginning");
+                        Offset::Beginning
+                    }
                 },
-                Err(err) => {
-                    tracing::warn!(%topic, partition, error = %err,
-                        "offsets for times failed; replaying from the beginning");
-                    Offset::Beginning
-                }
             };
             let target = match consumer.fetch_watermarks(&topic, partition, BROKER_CALL_TIMEOUT) {
                 Ok((_low, high)) => high,
@@ -141,7 +167,17 @@ impl InputContext {
                     0
                 }
             };
-            tracing::info!(%topic, partition, ?start, end = target, "assigned; replaying");
+            // A partition resumed at its end has nothing to catch up with, and the consumer
+            // reports no position for it until a new record arrives.
+            let target = match kept {
+                Some(next) if next >= target => 0,
+                _ => target,
+            };
+            if kept.is_some() {
+                tracing::info!(%topic, partition, ?start, end = target, "assigned again; resuming");
+            } else {
+                tracing::info!(%topic, partition, ?start, end = target, "assigned; replaying");
+            }
             assigned.push((topic, partition, start, target));
         }
         for (topic, partition, start, _) in &assigned {
@@ -150,6 +186,7 @@ impl InputContext {
             }
         }
         self.push(|p| {
+            p.assignments += 1;
             p.assigned.extend(
                 assigned
                     .into_iter()
@@ -220,6 +257,22 @@ impl ConsumerContext for InputContext {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
+                // Where each stands, in case the next assignment gives it back.
+                if let Ok(position) = consumer.position() {
+                    let mut kept = self
+                        .positions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for e in position.elements() {
+                        if let Offset::Offset(next) = e.offset()
+                            && revoked
+                                .iter()
+                                .any(|(t, p)| t == e.topic() && *p == e.partition())
+                        {
+                            kept.insert((e.topic().to_string(), e.partition()), next);
+                        }
+                    }
+                }
                 metrics::PartitionsRevoked {
                     partitions: &revoked,
                 }
@@ -249,56 +302,113 @@ struct Blocked {
     retry_at: Instant,
 }
 
-/// Runs the consumer loop until shutdown. Returns the state for a final publish.
-pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
-    let mut targets = Targets::default();
-    let mut store_partition: IdMap<StoreId, i32> = IdMap::with_hasher(IdHasherBuilder::random());
-    let mut since_clock = 0u32;
-    let mut blocked: Vec<Blocked> = Vec::new();
-    let mut last_refresh = Instant::now();
-    let mut dirty = Vec::new();
-    let mut totals = Totals::default();
-    let mut counts = EventCounts::default();
-    let mut topics = TopicCache::default();
+/// Where the consumer loop stands, as readiness and the emitter see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Some assigned partition is behind the end offset seen at its assignment (or nothing is
+    /// assigned yet): answers are not current and nothing is emitted.
+    Replaying,
+    /// Every assigned partition reached its end offset seen at assignment.
+    CaughtUp,
+    /// Some partition is paused on a record whose writer schema the registry cannot serve
+    /// yet; the other partitions go on (readiness reports the registry meanwhile).
+    WaitingOnRegistry,
+}
 
+/// The consumer loop: the consumer, what it feeds, and what it keeps between polls.
+struct ConsumerLoop {
+    consumer: BaseConsumer<InputContext>,
+    input: Input,
+    /// End offsets still to reach before the loop counts as caught up.
+    targets: Targets,
+    /// The partition each store was last seen on, so a revoked partition drops its stores.
+    store_partition: IdMap<StoreId, i32>,
+    /// Partitions paused while waiting on the registry for a writer schema.
+    blocked: Vec<Blocked>,
+    ownership: Ownership,
+    phase: Phase,
+    since_clock: u32,
+    last_refresh: Instant,
+    dirty: Vec<StoreId>,
+    totals: Totals,
+    counts: EventCounts,
+    topics: TopicCache,
+}
+
+/// Runs the consumer loop until shutdown. Returns the state for a final publish.
+pub fn run(consumer: BaseConsumer<InputContext>, input: Input) -> State {
     input
         .health
         .set_not_ready(Condition::Assignment, "waiting for a partition assignment");
-    let mut was_caught_up = false;
-    while !input.shutdown.is_triggered() {
+    let mut lp = ConsumerLoop {
+        consumer,
+        input,
+        targets: Targets::default(),
+        store_partition: IdMap::with_hasher(IdHasherBuilder::random()),
+        blocked: Vec::new(),
+        ownership: Ownership::default(),
+        phase: Phase::Replaying,
+        since_clock: 0,
+        last_refresh: Instant::now(),
+        dirty: Vec::new(),
+        totals: Totals::default(),
+        counts: EventCounts::default(),
+        topics: TopicCache::default(),
+    };
+    while !lp.input.shutdown.is_triggered() {
+        lp.step();
+    }
+    lp.finish()
+}
+
+impl ConsumerLoop {
+    /// One poll: a record applied (or none), the rebalance events settled, blocked partitions
+    /// retried, and every [`REFRESH_EVERY`] the answers published and the phase updated.
+    fn step(&mut self) {
         // Drain what is already fetched without blocking; only when the queue is empty, settle
         // what the callbacks recorded and the batched counters, then wait for more.
-        let mut polled = consumer.poll(Duration::ZERO);
+        let mut polled = self.consumer.poll(Duration::ZERO);
         if polled.is_none() {
-            if handle_pending(&consumer, &mut input, &mut targets, &mut store_partition) {
-                topics.clear();
-            }
-            counts.flush(&input.metrics);
-            polled = consumer.poll(Duration::from_millis(100));
+            settle_rebalance(
+                &self.consumer,
+                &mut self.input,
+                &mut self.targets,
+                &mut self.store_partition,
+                &mut self.ownership,
+                &mut self.topics,
+            );
+            self.counts.flush(&self.input.metrics);
+            polled = self.consumer.poll(Duration::from_millis(100));
         }
         let polled_none = polled.is_none();
-        if handle_pending(&consumer, &mut input, &mut targets, &mut store_partition) {
-            topics.clear();
-        }
+        settle_rebalance(
+            &self.consumer,
+            &mut self.input,
+            &mut self.targets,
+            &mut self.store_partition,
+            &mut self.ownership,
+            &mut self.topics,
+        );
         match polled {
             None => {}
             Some(Ok(msg)) => {
-                let (topic, kind) = topics.resolve(&msg, &input.topics);
-                input
+                let (topic, kind) = self.topics.resolve(&msg, &self.input.topics);
+                self.input
                     .features
-                    .set_replaying(targets.replaying(msg.partition()));
-                if !targets.is_empty() {
-                    targets.reached(topic, msg.partition(), msg.offset() + 1);
+                    .set_replaying(self.targets.replaying(msg.partition()));
+                if !self.targets.is_empty() {
+                    self.targets
+                        .reached(topic, msg.partition(), msg.offset() + 1);
                 }
-                if let Some(b) =
-                    handle_message(&msg, kind, &mut input, &mut store_partition, &mut counts)
-                {
-                    pause_at(&consumer, &b);
-                    input.health.set_not_ready(
-                        Condition::SchemaRegistry,
-                        format!("cannot fetch schema id {}; retrying", b.schema_id),
-                    );
-                    blocked.push(b);
+                if let Some(b) = handle_message(
+                    &msg,
+                    kind,
+                    &mut self.input,
+                    &mut self.store_partition,
+                    &mut self.counts,
+                ) {
+                    drop(msg);
+                    self.wait_on_registry(b);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -306,44 +416,123 @@ pub fn run(consumer: BaseConsumer<InputContext>, mut input: Input) -> State {
                 tracing::warn!(error = %err, "consumer error");
             }
         }
-        if !blocked.is_empty() {
-            retry_blocked(&consumer, &mut input, &mut blocked);
+        if !self.blocked.is_empty() {
+            retry_blocked(&self.consumer, &mut self.input, &mut self.blocked);
         }
         // The clock is read every few records, not per record (it showed in profiles).
-        since_clock += 1;
-        if (since_clock >= CLOCK_EVERY || polled_none) && last_refresh.elapsed() >= REFRESH_EVERY {
-            since_clock = 0;
-            last_refresh = Instant::now();
+        self.since_clock += 1;
+        if (self.since_clock >= CLOCK_EVERY || polled_none)
+            && self.last_refresh.elapsed() >= REFRESH_EVERY
+        {
+            self.since_clock = 0;
+            self.last_refresh = Instant::now();
             // The answers first, then readiness (which the emitter also goes by): whoever sees
             // "caught up" finds every record applied and published to HTTP, and whoever sees
             // "not caught up" knows that nothing has been emitted from the replay yet.
-            refresh(&mut input, &mut dirty, &mut totals, &mut counts);
-            prune_caught_up(&consumer, &mut targets);
-            let caught_up = targets.is_empty() && !consumer_has_no_assignment(&consumer);
-            if caught_up {
-                input.health.set_ok(Condition::CaughtUp);
-            } else {
-                input.health.set_not_ready(
-                    Condition::CaughtUp,
-                    format!(
-                        "replaying: {} partitions behind the end offsets seen at start",
-                        targets.len()
-                    ),
-                );
-            }
-            input.features.publish();
-            if caught_up && !was_caught_up {
-                tracing::info!("caught up with the end offsets seen at assignment");
-            }
-            was_caught_up = caught_up;
+            self.refresh();
+            self.update_phase();
+            self.input.features.publish();
         }
     }
-    refresh(&mut input, &mut dirty, &mut totals, &mut counts);
-    input.features.publish();
-    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %err, "final commit");
+
+    /// Pauses the record's partition until the registry serves its writer schema.
+    fn wait_on_registry(&mut self, b: Blocked) {
+        pause_at(&self.consumer, &b);
+        self.input.health.set_not_ready(
+            Condition::SchemaRegistry,
+            format!("cannot fetch schema id {}; retrying", b.schema_id),
+        );
+        self.blocked.push(b);
     }
-    input.state
+
+    fn refresh(&mut self) {
+        refresh(
+            &mut self.input,
+            &mut self.dirty,
+            &mut self.totals,
+            &mut self.counts,
+        );
+    }
+
+    /// Moves between the phases, and says so in readiness and the log. The caught-up
+    /// condition goes by the targets alone: a paused partition is reported by the registry's.
+    fn update_phase(&mut self) {
+        prune_caught_up(&self.consumer, &mut self.targets);
+        let caught_up = self.targets.is_empty() && !consumer_has_no_assignment(&self.consumer);
+        if caught_up && !self.ownership.gained.is_empty() {
+            let gained = &self.ownership.gained;
+            let stores: Vec<StoreId> = self
+                .store_partition
+                .iter()
+                .filter(|(_, p)| gained.contains(p))
+                .map(|(s, _)| *s)
+                .collect();
+            self.ownership.gained.clear();
+            // The emitter may be gone at shutdown; then nothing is emitted anyway.
+            let _ = self.input.gained.send(stores);
+        }
+        if caught_up && !self.ownership.published {
+            self.input
+                .table
+                .set_owned(self.ownership.held.clone(), self.input.partitions);
+            self.ownership.published = true;
+        }
+        if caught_up {
+            self.input.health.set_ok(Condition::CaughtUp);
+        } else {
+            self.input.health.set_not_ready(
+                Condition::CaughtUp,
+                format!(
+                    "replaying: {} partitions behind the end offsets seen at start",
+                    self.targets.len()
+                ),
+            );
+        }
+        let phase = if !self.blocked.is_empty() {
+            Phase::WaitingOnRegistry
+        } else if caught_up {
+            Phase::CaughtUp
+        } else {
+            Phase::Replaying
+        };
+        if phase != self.phase {
+            match phase {
+                Phase::CaughtUp => {
+                    tracing::info!("caught up with the end offsets seen at assignment")
+                }
+                Phase::Replaying => tracing::info!("replaying assigned partitions"),
+                Phase::WaitingOnRegistry => {
+                    tracing::info!(paused = self.blocked.len(), "waiting on the registry")
+                }
+            }
+        }
+        self.phase = phase;
+    }
+
+    /// The last publish and commit after shutdown was asked for.
+    fn finish(mut self) -> State {
+        self.refresh();
+        self.input.features.publish();
+        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %err, "final commit");
+        }
+        self.input.state
+    }
+}
+
+/// Handles what the rebalance callback recorded; the topic handles may have changed. Takes the
+/// loop's parts, not the loop, as a polled record still borrows the consumer.
+fn settle_rebalance(
+    consumer: &BaseConsumer<InputContext>,
+    input: &mut Input,
+    targets: &mut Targets,
+    store_partition: &mut IdMap<StoreId, i32>,
+    ownership: &mut Ownership,
+    topics: &mut TopicCache,
+) {
+    if handle_pending(consumer, input, targets, store_partition, ownership) {
+        topics.clear();
+    }
 }
 
 fn consumer_has_no_assignment(consumer: &BaseConsumer<InputContext>) -> bool {
@@ -353,38 +542,87 @@ fn consumer_has_no_assignment(consumer: &BaseConsumer<InputContext>) -> bool {
         .unwrap_or(true)
 }
 
-/// Handles what the rebalance callback recorded: new catch-up targets, dropped stores.
+/// The partition numbers this instance keeps state for, across rebalances. Numbers, not
+/// topic-partitions: the input topics are co-partitioned, so partition p of each moves as one.
+#[derive(Default)]
+struct Ownership {
+    held: BTreeSet<i32>,
+    /// Revoked and still held: the eager protocol revokes everything before each assignment,
+    /// so a partition is only dropped when the next assignment does not give it back.
+    revoked: BTreeSet<i32>,
+    /// Gained from another instance since the last catch-up: the emitter cannot know what the
+    /// previous owner last published for their stores.
+    gained: BTreeSet<i32>,
+    assigned_once: bool,
+    /// Whether the table knows `held` as caught up.
+    published: bool,
+}
+
+/// Handles what the rebalance callback recorded: new catch-up targets; the stores of
+/// partitions that moved away dropped (their last answers kept in the table, marked as such).
 /// Returns whether there was anything (the assignment may have changed).
 fn handle_pending(
     consumer: &BaseConsumer<InputContext>,
     input: &mut Input,
     targets: &mut Targets,
     store_partition: &mut IdMap<StoreId, i32>,
+    ownership: &mut Ownership,
 ) -> bool {
     let Some(pending) = consumer.context().take_pending() else {
         return false;
     };
     if !pending.revoked.is_empty() {
-        let gone: HashSet<i32> = pending.revoked.iter().map(|(_, p)| *p).collect();
-        store_partition.retain(|store, partition| {
-            let keep = !gone.contains(partition);
-            if !keep {
-                input.state.remove_store(*store);
-                input.features.remove_store(*store);
-                input.answers.remove(*store);
-            }
-            keep
-        });
         for (topic, partition) in &pending.revoked {
             targets
                 .0
                 .retain(|(t, p, _)| !(t == topic && p == partition));
+            ownership.revoked.insert(*partition);
         }
         input
             .health
             .set_not_ready(Condition::Assignment, "partitions revoked; rebalancing");
+        // Before any record of the next assignment is applied: nothing of a replay may be
+        // emitted or shared, and the emitter and sharer go by this condition.
+        input
+            .health
+            .set_not_ready(Condition::CaughtUp, "rebalancing");
+        input.table.set_owned(BTreeSet::new(), input.partitions);
+        ownership.published = false;
     }
-    if !pending.assigned.is_empty() {
+    if pending.assignments > 0 {
+        let now: BTreeSet<i32> = pending.assigned.iter().map(|a| a.partition).collect();
+        let gone: HashSet<i32> = ownership.revoked.difference(&now).copied().collect();
+        if !gone.is_empty() {
+            let at = now_ms();
+            store_partition.retain(|store, partition| {
+                let keep = !gone.contains(partition);
+                if !keep {
+                    if let Some(answer) = input.answers.get(*store) {
+                        input.table.keep_last_known(answer, at);
+                    }
+                    input.state.remove_store(*store);
+                    input.features.remove_store(*store);
+                    input.answers.remove(*store);
+                }
+                keep
+            });
+            tracing::info!(partitions = ?gone, "partitions moved away; their stores dropped");
+        }
+        if ownership.assigned_once {
+            ownership
+                .gained
+                .extend(now.iter().filter(|p| !ownership.held.contains(p)));
+        }
+        ownership.held = now;
+        ownership.revoked.clear();
+        ownership.assigned_once = true;
+        if pending.assigned.iter().any(|a| a.target > 0) {
+            input
+                .health
+                .set_not_ready(Condition::CaughtUp, "replaying newly assigned partitions");
+        }
+        input.table.set_owned(BTreeSet::new(), input.partitions);
+        ownership.published = false;
         for a in pending.assigned {
             targets
                 .0
@@ -574,7 +812,12 @@ fn handle_message(
     match decoded {
         Ok(event) => {
             let outcome = input.features.apply(&mut input.state, &event, at);
-            store_partition.insert(event.store_id(), msg.partition());
+            let store = event.store_id();
+            if let Some(expected) = store_partition.insert(store, msg.partition())
+                && expected != msg.partition()
+            {
+                mispartitioned(input, msg, store, expected);
+            }
             counts.add(kind, event_outcome(outcome));
             // The histogram only observes once caught up; reading the wall clock per record
             // during a replay cost ~10 % of the consumer thread (profiled), so check first.
@@ -591,6 +834,54 @@ fn handle_message(
         }
     }
     None
+}
+
+/// Counts and reports a store seen on two partition numbers (the ownership map keeps the
+/// newest, so a revocation drops the store with the partition that last carried it).
+fn mispartitioned(input: &Input, msg: &BorrowedMessage<'_>, store: StoreId, expected: i32) {
+    let topic = msg.topic();
+    metrics::RecordMispartitioned {
+        store_id: store,
+        topic,
+        partition: msg.partition(),
+        expected,
+    }
+    .emit(&input.metrics);
+    input.health.warn(
+        Warning::Mispartitioned,
+        format!(
+            "store {store} arrived on partition {} of {topic} after partition {expected}: the \
+             input topics are not co-partitioned (producers must use the murmur2 partitioner); \
+             answers are right only while one instance consumes every partition",
+            msg.partition()
+        ),
+    );
+}
+
+/// Refuses to start unless the input topics have equal partition counts: the co-locating
+/// assignment gives partition p of every topic to one instance, which only lines up a store's
+/// records when p means the same in each. Topics not created yet are left to the subscription.
+/// Returns the common partition count (0 while no input topic exists).
+pub fn check_co_partitioned<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[&str],
+) -> Result<i32, crate::pipeline::Error> {
+    let mut counts = Vec::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), BROKER_CALL_TIMEOUT)?;
+        for t in metadata.topics() {
+            if t.error().is_none() && !t.partitions().is_empty() {
+                counts.push((t.name().to_owned(), t.partitions().len()));
+            }
+        }
+    }
+    if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+        let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        return Err(crate::pipeline::Error::NotCoPartitioned(listed.join(", ")));
+    }
+    Ok(counts
+        .first()
+        .map_or(0, |(_, n)| i32::try_from(*n).unwrap_or(i32::MAX)))
 }
 
 fn dead_letter(input: &Input, msg: &BorrowedMessage<'_>, reason: DeadLetterReason, error: String) {

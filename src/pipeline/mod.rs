@@ -7,6 +7,7 @@ pub(crate) mod features;
 pub(crate) mod input;
 pub(crate) mod output;
 pub(crate) mod priors;
+pub(crate) mod table;
 
 use crate::config::Config;
 use crate::wire;
@@ -25,6 +26,13 @@ pub enum Error {
     Priors(String),
     #[error("the consumer thread failed: {0}")]
     Thread(String),
+    /// Partition p of each input topic goes to one instance; that lines up a store's records
+    /// only when the topics have equal partition counts.
+    #[error(
+        "the input topics must have equal partition counts to be co-partitioned by store_id \
+         (found {0}); repartition them or recreate them with one count"
+    )]
+    NotCoPartitioned(String),
 }
 
 impl Error {
@@ -34,7 +42,7 @@ impl Error {
         match self {
             Error::Kafka(_) | Error::KafkaAuth(_) | Error::Priors(_) => true,
             Error::Registry(e) => e.is_transient(),
-            Error::Thread(_) => false,
+            Error::Thread(_) | Error::NotCoPartitioned(_) => false,
         }
     }
 }
@@ -48,6 +56,10 @@ pub(crate) fn input_consumer_config(config: &Config) -> rdkafka::ClientConfig {
     set_if_absent(&mut c, "auto.offset.reset", "earliest");
     set_if_absent(&mut c, "enable.auto.commit", "true");
     set_if_absent(&mut c, "enable.partition.eof", "false");
+    // Range assigns partition p of every input topic to one member (equal partition counts
+    // are checked at start): completions meet their orders. librdkafka's default list also
+    // allows round-robin, which spreads the topics' partitions independently.
+    set_if_absent(&mut c, "partition.assignment.strategy", "range");
     set_if_absent(&mut c, "statistics.interval.ms", "1000");
     // librdkafka's 10 s default leaves the service cut off for up to 10 s after a broker
     // comes back; 2 s costs one connect attempt per broker every 2 s while it is down.

@@ -34,6 +34,9 @@ pub struct Emitter {
     pub metrics: Metrics,
     /// What the topic holds per store: the priors at start, then what we sent.
     pub published: HashMap<StoreId, i32>,
+    /// Stores gained from another instance: what it last sent is unknown here, so each is
+    /// sent once whatever `published` says.
+    pub gained: std::sync::mpsc::Receiver<Vec<StoreId>>,
 }
 
 impl Emitter {
@@ -52,8 +55,13 @@ impl Emitter {
 
     /// Sends every store whose published value differs from what the topic holds.
     pub async fn emit_changes(&mut self) {
-        if !self.health.is_ok(Condition::CaughtUp) {
+        let Some(since) = self.health.holding(Condition::CaughtUp) else {
             return;
+        };
+        while let Ok(stores) = self.gained.try_recv() {
+            for store in stores {
+                self.published.remove(&store);
+            }
         }
         let changes: Vec<(StoreId, i32, Option<EventTime>)> = self
             .answers
@@ -61,6 +69,10 @@ impl Emitter {
             .into_iter()
             .filter(|(store, minutes, _)| self.published.get(store) != Some(minutes))
             .collect();
+        // A rebalance between the two checks may have published answers of a replay.
+        if self.health.holding(Condition::CaughtUp) != Some(since) {
+            return;
+        }
         if changes.is_empty() {
             return;
         }

@@ -17,6 +17,7 @@ mod producers;
 mod proxy;
 mod recovery;
 mod replay;
+mod scale;
 mod security;
 mod service;
 mod stack;

@@ -79,6 +79,20 @@ pub fn stream(base: i64, stores: i32, orders: i32) -> Vec<Event> {
 
 /// Every store's answer from `GET {base}/stores`, by store id.
 pub async fn stores(client: &reqwest::Client, base: &str) -> HashMap<i64, Value> {
+    let mut all = served(client, base).await;
+    // Which instance computed an answer, and when, is not part of what it says.
+    for answer in all.values_mut() {
+        if let Some(fields) = answer.as_object_mut() {
+            for provenance in ["source", "computed_by", "computed_at", "computed_at_ms"] {
+                fields.remove(provenance);
+            }
+        }
+    }
+    all
+}
+
+/// `GET {base}/stores` by store id, as served (with where each answer comes from).
+pub async fn served(client: &reqwest::Client, base: &str) -> HashMap<i64, Value> {
     let response = client
         .get(format!("{base}/stores"))
         .timeout(Duration::from_secs(5))
@@ -240,15 +254,15 @@ pub fn end_offset(consumer: &BaseConsumer, topic: &str) -> i64 {
 }
 
 /// The service binary run as a child process with a generated configuration file.
-struct Process {
+pub struct Process {
     child: Child,
-    base: String,
+    pub base: String,
     log: PathBuf,
 }
 
 impl Process {
     /// Starts `waittimes run --config <config>`; `port` is the HTTP port the file sets.
-    fn start(config: &PathBuf, port: u16, log: &PathBuf) -> Process {
+    pub fn start(config: &PathBuf, port: u16, log: &PathBuf) -> Process {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -276,14 +290,25 @@ impl Process {
         }
     }
 
+    /// SIGTERM, and waits for the process to stop (it leaves the group on its way out).
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("reap the service");
+    }
+
     /// SIGKILL: no shutdown hooks, no final publish, no commit.
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL the service");
         self.child.wait().expect("reap the service");
     }
 
     /// Waits until `/health/ready` answers 200, failing early if the process exits.
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
+    pub async fn wait_ready(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + LONG;
         loop {
             self.assert_alive();
@@ -300,7 +325,7 @@ impl Process {
         }
     }
 
-    fn assert_alive(&mut self) {
+    pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             panic!("the service exited ({status}); log:\n{log}");
@@ -315,7 +340,7 @@ impl Drop for Process {
     }
 }
 
-fn write_config(t: &Topics, port: u16) -> PathBuf {
+pub fn write_config(t: &Topics, port: u16) -> PathBuf {
     let text = format!(
         r#"[kafka]
 bootstrap_servers = "{bootstrap}"
@@ -334,6 +359,7 @@ cancelled = "{cancelled}"
 wait_times = "{wait_times}"
 features = "{features}"
 dead_letter = "{dead_letter}"
+answers = "{answers}"
 
 [output]
 emit_interval = "200ms"
@@ -353,6 +379,7 @@ level = "info"
         wait_times = t.wait_times,
         features = t.features,
         dead_letter = t.dead_letter,
+        answers = t.answers,
     );
     let path = std::env::temp_dir().join(format!("{}.toml", common::unique("waittimes-restart")));
     std::fs::write(&path, text).expect("write the config");
@@ -483,11 +510,12 @@ async fn kill_9_mid_stream_then_restart_matches_an_uninterrupted_run() {
     let _ = std::fs::remove_file(&log);
 }
 
-fn clone_topics(t: &Topics) -> Topics {
+pub fn clone_topics(t: &Topics) -> Topics {
     Topics {
         wait_times: t.wait_times.clone(),
         features: t.features.clone(),
         dead_letter: t.dead_letter.clone(),
+        answers: t.answers.clone(),
         group: t.group.clone(),
         ..sibling(t)
     }
@@ -503,6 +531,7 @@ pub fn sibling(t: &Topics) -> Topics {
         wait_times: common::unique("waittimes_avro"),
         features: common::unique("waittimes_features"),
         dead_letter: common::unique("waittimes_dlq"),
+        answers: common::unique("waittimes_answers"),
         group: common::unique("waittimes"),
     }
 }

@@ -854,6 +854,7 @@ struct Topics {
     wait_times: String,
     features: String,
     dead_letter: String,
+    answers: String,
 }
 
 impl Topics {
@@ -865,19 +866,21 @@ impl Topics {
             wait_times: common::unique("waittimes_avro"),
             features: common::unique("waittimes_features"),
             dead_letter: common::unique("waittimes_dlq"),
+            answers: common::unique("waittimes_answers"),
         }
     }
 
     fn toml(&self) -> String {
         format!(
             "[topics]\norders = \"{}\"\ncompleted = \"{}\"\ncancelled = \"{}\"\n\
-             wait_times = \"{}\"\nfeatures = \"{}\"\ndead_letter = \"{}\"\n",
+             wait_times = \"{}\"\nfeatures = \"{}\"\ndead_letter = \"{}\"\nanswers = \"{}\"\n",
             self.orders,
             self.completed,
             self.cancelled,
             self.wait_times,
             self.features,
-            self.dead_letter
+            self.dead_letter,
+            self.answers
         )
     }
 

@@ -26,6 +26,8 @@ pub struct Topics {
     pub wait_times: String,
     pub features: String,
     pub dead_letter: String,
+    /// The internal answers topic (created by the service).
+    pub answers: String,
     pub group: String,
 }
 
@@ -43,6 +45,7 @@ impl Topics {
             wait_times: common::unique("waittimes_avro"),
             features: common::unique("waittimes_features"),
             dead_letter: common::unique("waittimes_dlq"),
+            answers: common::unique("waittimes_answers"),
             group: common::unique("waittimes"),
         };
         common::create_topics_at(
@@ -60,7 +63,7 @@ impl Topics {
         t
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         [
             ("WAITTIMES__KAFKA__BOOTSTRAP_SERVERS", common::bootstrap()),
             ("WAITTIMES__KAFKA__GROUP_ID", self.group.clone()),
@@ -74,6 +77,7 @@ impl Topics {
             ("WAITTIMES__TOPICS__WAIT_TIMES", self.wait_times.clone()),
             ("WAITTIMES__TOPICS__FEATURES", self.features.clone()),
             ("WAITTIMES__TOPICS__DEAD_LETTER", self.dead_letter.clone()),
+            ("WAITTIMES__TOPICS__ANSWERS", self.answers.clone()),
             ("WAITTIMES__OUTPUT__EMIT_INTERVAL", "200ms".to_string()),
         ]
         .into_iter()
@@ -172,6 +176,14 @@ impl Service {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits for the service to end by itself (a refused start), with what it returned.
+    pub async fn finished(self) -> waittimes::service::Result<()> {
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("the service ends by itself")
+            .expect("the service task does not panic")
     }
 
     pub async fn stop(mut self) {
