@@ -24,6 +24,8 @@ impl Config {
             ("state.open_ttl", self.state.open_ttl),
             ("output.emit_interval", self.output.emit_interval),
             ("http.request_timeout", self.http.request_timeout),
+            ("http.stream_heartbeat", self.http.stream_heartbeat),
+            ("http.stream_max_age", self.http.stream_max_age),
             ("schema_registry.timeout", self.schema_registry.timeout),
         ] {
             if d.is_zero() {
@@ -51,6 +53,14 @@ impl Config {
                     humantime::format_duration(full)
                 ));
             }
+        }
+
+        if self.http.max_streams == 0 {
+            errors.push(Error::invalid(
+                "http.max_streams",
+                origin("http.max_streams"),
+                "must be greater than zero",
+            ));
         }
 
         // Topics: valid and distinct.

@@ -17,7 +17,8 @@ pub mod events;
 pub use events::{
     DeadLetterFailed, DeadLettered, EmitFailed, HttpRequestServed, ObservationsRecorded,
     OrdersExpired, PartitionLag, PartitionsRevoked, PriorsLoaded, RecordApplied, RecordsConsumed,
-    SchemaFetched, SchemaRegistryFailed, StateSized, WaitPublished,
+    SchemaFetched, SchemaRegistryFailed, StateSized, StreamClosed, StreamEventsSent, StreamOpened,
+    StreamRejected, WaitPublished,
 };
 
 use std::fmt;
@@ -135,6 +136,26 @@ impl EmitOutcome {
     }
 }
 
+/// What a push stream event says (`waittimes_http_stream_events_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamEventKind {
+    /// A store's answer.
+    Wait,
+    /// A store that was sent before no longer has an answer here.
+    Removed,
+}
+
+impl StreamEventKind {
+    pub const ALL: [StreamEventKind; 2] = [StreamEventKind::Wait, StreamEventKind::Removed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamEventKind::Wait => "wait",
+            StreamEventKind::Removed => "removed",
+        }
+    }
+}
+
 /// The answer to one Schema Registry request
 /// (`waittimes_schema_registry_requests_total{outcome}`). Cache hits are not requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -238,6 +259,10 @@ struct Inner {
     priors_loaded: Gauge,
     registry_requests: [Counter; RegistryOutcome::ALL.len()],
     http_requests: Family<HttpLabels, Counter>,
+    streams_open: Gauge,
+    streams_rejected: Counter,
+    stream_events: [Counter; StreamEventKind::ALL.len()],
+    stream_skipped: Counter,
     limiters: events::Limiters,
 }
 
@@ -389,6 +414,34 @@ impl Metrics {
             http_requests.clone(),
         );
 
+        let streams_open = Gauge::default();
+        registry.register(
+            "http_streams_open",
+            "Push streams (Server-Sent Events) open now",
+            streams_open.clone(),
+        );
+        let streams_rejected = Counter::default();
+        registry.register(
+            "http_streams_rejected",
+            "Push streams refused with 429 because http.max_streams were open",
+            streams_rejected.clone(),
+        );
+        let stream_events_family = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "http_stream_events",
+            "Events sent on push streams, by kind",
+            stream_events_family.clone(),
+        );
+        let stream_events = StreamEventKind::ALL
+            .map(|k| stream_events_family.get_or_create_owned(&KindLabel { kind: k.as_str() }));
+        let stream_skipped = Counter::default();
+        registry.register(
+            "http_stream_skipped_answers",
+            "Answers a push stream never sent because a newer one replaced them before the client \
+             read on (slow clients skip to the latest)",
+            stream_skipped.clone(),
+        );
+
         registry.register(
             "build",
             "The running build",
@@ -423,6 +476,10 @@ impl Metrics {
                 priors_loaded,
                 registry_requests,
                 http_requests,
+                streams_open,
+                streams_rejected,
+                stream_events,
+                stream_skipped,
                 limiters: events::Limiters::default(),
             }),
         }
