@@ -27,6 +27,7 @@ use super::*;
         page::script,
         page::style,
     ),
+    components(schemas(StoreWaitJson, NotSeenJson, ErrorJson, stream::PushEventDoc)),
     tags(
         (name = "wait times", description = "Pull: the current answers"),
         (name = "push", description = "Server-Sent Events of every change"),

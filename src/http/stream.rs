@@ -16,7 +16,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::*;
@@ -46,13 +45,52 @@ impl Follow {
     }
 }
 
-/// `?ids=1,2,7`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+/// `?ids=1,2,7` (the document's view; `ids=1&ids=2` is accepted too, the union).
+#[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described, not built: the handler reads the pairs (see `stores_stream`)
 pub(super) struct StreamQuery {
     /// Only these stores (comma-separated positive ids, at most 100); all stores when absent.
-    #[param(value_type = Option<Vec<i32>>, style = Form, explode = false, min_items = 1, max_items = 100)]
+    #[param(schema_with = ids_schema, style = Form, explode = false)]
     ids: Option<String>,
+}
+
+fn ids_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let id = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+        .minimum(Some(1))
+        .maximum(Some(i32::MAX));
+    ArrayBuilder::new()
+        .items(id)
+        .min_items(Some(1))
+        .max_items(Some(MAX_IDS))
+        .build()
+}
+
+/// One Server-Sent Event of a push stream. `wait`: `data` is a StoreWait as JSON, `id` the
+/// resume point for `Last-Event-ID`. `removed`: `data` is `{"store_id": n}`, a store sent
+/// earlier that this instance no longer answers for (its partition moved, or it was evicted).
+/// Idle streams also carry `:heartbeat` comments, which are not events.
+#[derive(utoipa::ToSchema)]
+#[schema(as = PushEvent)]
+#[allow(dead_code)] // only described, never built: the events are written by `Event`
+pub(super) struct PushEventDoc {
+    event: PushEventKind,
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9]+$")]
+    id: Option<String>,
+    /// JSON: a StoreWait (`wait`) or `{"store_id": n}` (`removed`).
+    data: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = PushEventKind)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum PushEventKind {
+    Wait,
+    Removed,
 }
 
 /// Parses `?ids=`: positive store ids, comma-separated, 1 to [`MAX_IDS`] of them.
@@ -286,7 +324,7 @@ fn sse(
                         instance did not issue gets the full current state"),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String,
+        (status = 200, content_type = "text/event-stream", body = PushEventDoc,
          description = "`wait` events (data: a StoreWait, id: resume point) and `removed` events \
                         (data: {\"store_id\": n}); `:heartbeat` comments while idle"),
         (status = 400, body = ErrorJson, description = "Bad store id"),
@@ -326,7 +364,7 @@ pub(super) async fn store_stream(
                         current state"),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String,
+        (status = 200, content_type = "text/event-stream", body = PushEventDoc,
          description = "As /stores/{id}/wait/stream, for every followed store"),
         (status = 400, body = ErrorJson, description = "Bad ids"),
         (status = 429, body = ErrorJson, description = "Too many open streams or requests; see Retry-After"),
@@ -334,16 +372,25 @@ pub(super) async fn store_stream(
 )]
 pub(super) async fn stores_stream(
     State(app): State<AppState>,
-    query: Result<Query<StreamQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let follow = match query {
-        Ok(Query(StreamQuery { ids: None })) => Follow::All,
-        Ok(Query(StreamQuery { ids: Some(raw) })) => match parse_ids(&raw) {
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
+    };
+    let ids: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let follow = if ids.is_empty() {
+        Follow::All
+    } else {
+        match parse_ids(&ids.join(",")) {
             Ok(ids) => Follow::Some(ids),
             Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
-        },
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
+        }
     };
     open(&app, "/stores/stream", follow, &headers)
 }

@@ -1189,7 +1189,7 @@ mod push {
             f.snapshot.publish(wait(id));
         }
         let router = router(f.app);
-        let mut events = open(&router, "/stores/stream?ids=7,1%2C2", None).await;
+        let mut events = open(&router, "/stores/stream?ids=7,1%2C2&other=x&ids=7", None).await;
         let mut ids = Vec::new();
         for _ in 0..3 {
             ids.push(events.next_event().await.wait()["store_id"].clone());

@@ -5,8 +5,9 @@
 //
 // 1. Opens BASE_URL/ on a phone-sized viewport, waits until the store's card shows a minute,
 //    prints {"loaded": "<minutes>", "stores": [ids], "overflow": bool}.
-// 2. Waits for a line on stdin (the test has produced a change to Kafka), then waits until the
-//    card shows a different minute, prints {"changed": "<minutes>", "reloads": n}.
+// 2. Waits for a line on stdin (the test has produced a change to Kafka and names the minute the
+//    service now answers; end of input: any other minute), then waits until the card shows it,
+//    prints {"changed": "<minutes>", "reloads": n}.
 // 3. Optionally saves a screenshot of the page, then exits 0. Any failure exits 1 with a reason.
 //
 // WAITTIMES_TEST_CHROMIUM overrides the browser (default: chromium on PATH).
@@ -59,10 +60,15 @@ try {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   say({ loaded, stores, overflow, status: await page.locator("#status").textContent() });
 
-  await lines.next();
+  const next = await lines.next();
+  const expected = next.done ? null : next.value.trim();
   await page.waitForFunction(
-    ([sel, before]) => { const e = document.querySelector(sel); return e && /^[0-9]+$/.test(e.textContent) && e.textContent !== before; },
-    [`[data-store-id="${store}"] .minutes`, loaded],
+    ([sel, before, want]) => {
+      const e = document.querySelector(sel);
+      if (!e || !/^[0-9]+$/.test(e.textContent)) return false;
+      return want ? e.textContent === want : e.textContent !== before;
+    },
+    [`[data-store-id="${store}"] .minutes`, loaded, expected],
     { timeout: WAIT_MS },
   );
   const changed = await minutes.textContent();
@@ -75,3 +81,5 @@ try {
 } finally {
   await browser.close();
 }
+// stdin stays open (the readline interface), so leave explicitly.
+process.exit(process.exitCode ?? 0);
