@@ -10,7 +10,8 @@
 //    prints {"changed": "<minutes>", "reloads": n}.
 // 3. Optionally saves a screenshot of the page, then exits 0. Any failure exits 1 with a reason.
 //
-// WAITTIMES_TEST_CHROMIUM overrides the browser (default: chromium on PATH).
+// WAITTIMES_TEST_CHROMIUM overrides the browser (default: chromium on PATH); PAGE_VIEWPORT=WxH
+// the phone-sized 390x844 (the README's screenshot is taken at 1100x760).
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { execFileSync } from "node:child_process";
@@ -40,7 +41,8 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
 try {
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  const [width, height] = (process.env.PAGE_VIEWPORT || "390x844").split("x").map(Number);
+  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: 1 });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
