@@ -82,9 +82,9 @@ KAFKA_SSL_PORT=$KAFKA_SSL_PORT, SR_PORT=$SR_PORT)"
 
 # --- system packages and toolchain --------------------------------------------------------------
 
-missing_apt_packages() {
+missing_apt_packages() { # package...
     local p
-    for p in "${APT_PACKAGES[@]}"; do
+    for p in "$@"; do
         # dpkg -s succeeds for removed-but-configured packages too; check the status line.
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
             printf '%s\n' "$p"
@@ -92,10 +92,11 @@ missing_apt_packages() {
     done
 }
 
-ensure_apt_packages() {
+ensure_apt_packages() { # [package...] (default: APT_PACKAGES)
     command -v dpkg-query >/dev/null || die "dpkg-query not found: these scripts expect Debian 12"
-    local missing
-    mapfile -t missing < <(missing_apt_packages)
+    local want=("$@") missing
+    ((${#want[@]})) || want=("${APT_PACKAGES[@]}")
+    mapfile -t missing < <(missing_apt_packages "${want[@]}")
     if ((${#missing[@]} == 0)); then
         return 0
     fi
@@ -116,6 +117,21 @@ ensure_apt_packages() {
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || rc=$?
     [[ -n $own_policy ]] && rm -f "$policy"
     ((rc == 0)) || die "apt-get install failed for: ${missing[*]}"
+}
+
+# What the browser and contract tests need beyond the stack: Debian's Chromium (driven headless,
+# no browser download), Node.js and npm (unless a Node.js is already installed), playwright-core
+# (tests/browser/setup.sh) and schemathesis's virtualenv (tests/contract/setup.sh, whose CLI path
+# is exported as WAITTIMES_TEST_SCHEMATHESIS).
+ensure_ui_test_tools() {
+    local want=(chromium)
+    command -v node >/dev/null || want+=(nodejs)
+    command -v npm >/dev/null || want+=(npm)
+    ensure_apt_packages "${want[@]}"
+    "$REPO_ROOT/tests/browser/setup.sh"
+    local venv
+    venv="$("$REPO_ROOT/tests/contract/setup.sh")"
+    export WAITTIMES_TEST_SCHEMATHESIS="$venv/bin/st"
 }
 
 # Puts cargo on PATH; installs a pinned Rust toolchain with rustup only if there is none at all.

@@ -39,7 +39,12 @@ use crate::clock::now_ms;
 use crate::domain::{Basis, EventTime, StoreId, StoreWait};
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
+use crate::shutdown::Shutdown;
 use crate::table::{Served, Source, Table};
+
+mod openapi;
+mod page;
+mod stream;
 
 /// The content type of `/metrics`. The text is OpenMetrics (that is all `prometheus-client`
 /// writes: `# EOF`, `# UNIT`, `info` types, `_total` only on counter samples), and Prometheus
@@ -66,6 +71,12 @@ pub struct HttpLimits {
     pub max_uri_bytes: usize,
     /// Larger declared request bodies get 413; no route takes a body.
     pub max_body_bytes: usize,
+    /// Concurrent push streams beyond this get 429.
+    pub max_streams: usize,
+    /// An idle push stream gets a comment this often.
+    pub stream_heartbeat: Duration,
+    /// A push stream ends after this long (the client reconnects and resumes).
+    pub stream_max_age: Duration,
 }
 
 impl Default for HttpLimits {
@@ -76,6 +87,9 @@ impl Default for HttpLimits {
             max_in_flight: 256,
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 16 * 1024,
+            max_streams: 1000,
+            stream_heartbeat: Duration::from_secs(15),
+            stream_max_age: Duration::from_secs(3600),
         }
     }
 }
@@ -90,6 +104,8 @@ pub struct AppState {
     table: Table,
     limits: HttpLimits,
     in_flight: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
+    shutdown: Shutdown,
 }
 
 impl AppState {
@@ -102,7 +118,9 @@ impl AppState {
             metrics,
             table: Table::new(""),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
             limits,
+            shutdown: Shutdown::default(),
         }
     }
 
@@ -114,7 +132,15 @@ impl AppState {
 
     pub fn with_limits(mut self, limits: HttpLimits) -> Self {
         self.in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        self.streams = Arc::new(Semaphore::new(limits.max_streams));
         self.limits = limits;
+        self
+    }
+
+    /// Push streams end when `shutdown` is triggered (else the graceful stop would wait for
+    /// them).
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
         self
     }
 }
@@ -131,11 +157,18 @@ pub fn router(app: AppState) -> Router {
     let stores = Router::new()
         .route("/stores", get(list_stores))
         .route("/stores/{id}/wait", get(store_wait))
+        .route("/stores/stream", get(stream::stores_stream))
+        .route("/stores/{id}/wait/stream", get(stream::store_stream))
         .route_layer(middleware::from_fn_with_state(app.clone(), shed_load));
     let routes = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/", get(page::all_stores))
+        .route("/stores/{id}", get(page::one_store))
+        .route("/assets/page.js", get(page::script))
+        .route("/assets/page.css", get(page::style))
         .merge(stores);
     harden(routes, app)
 }
@@ -213,21 +246,70 @@ async fn accept_failed(e: std::io::Error) {
 }
 
 /// One store's answer as JSON: [`StoreWait`] with `updated_at` as RFC 3339.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StoreWait)]
 struct StoreWaitJson {
+    #[schema(minimum = 1)]
     store_id: StoreId,
+    /// The published wait in whole minutes; null when there is neither a live estimate nor a
+    /// prior.
     wait_time_minutes: Option<i32>,
-    basis: Basis,
+    basis: BasisJson,
+    /// Orders placed and not yet completed, cancelled or expired.
+    #[schema(minimum = 0)]
     open_orders: u32,
+    /// Wait observations inside the window.
+    #[schema(minimum = 0)]
     observations: u32,
     mean_minutes: Option<f64>,
     p50_minutes: Option<f64>,
     p90_minutes: Option<f64>,
     completions_per_hour: f64,
+    /// Cancellations / (completions + cancellations) over the window; null if none ended.
     cancellation_rate: Option<f64>,
-    /// RFC 3339 UTC with milliseconds; null when unknown.
+    /// The store's stream time the answer was computed at, RFC 3339 UTC with milliseconds;
+    /// null for a store known only from its prior.
+    #[schema(format = DateTime)]
     updated_at: Option<String>,
+    /// `updated_at` in milliseconds since the Unix epoch.
     updated_at_ms: Option<EventTime>,
+}
+
+/// Where the wait comes from: `live` (observations inside the window), `prior` (the last value
+/// on the output topic at start), `none` (nothing to estimate from yet).
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Basis)]
+enum BasisJson {
+    Live,
+    Prior,
+    None,
+}
+
+impl From<Basis> for BasisJson {
+    fn from(b: Basis) -> Self {
+        match b {
+            Basis::Live => BasisJson::Live,
+            Basis::Prior => BasisJson::Prior,
+            Basis::None => BasisJson::None,
+        }
+    }
+}
+
+/// Every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+struct ErrorJson {
+    /// What went wrong, for people.
+    error: String,
+}
+
+/// A store id that is valid but has no answer here.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NotSeen)]
+struct NotSeenJson {
+    error: String,
+    store_id: StoreId,
 }
 
 impl From<&StoreWait> for StoreWaitJson {
@@ -235,7 +317,7 @@ impl From<&StoreWait> for StoreWaitJson {
         StoreWaitJson {
             store_id: w.store_id,
             wait_time_minutes: w.wait_time_minutes,
-            basis: w.basis,
+            basis: w.basis.into(),
             open_orders: w.open_orders,
             observations: w.observations,
             mean_minutes: w.mean_minutes,
@@ -287,6 +369,19 @@ pub fn rfc3339_millis(ms: EventTime) -> Option<String> {
     Some(out)
 }
 
+/// One store's current wait time.
+#[utoipa::path(
+    get,
+    path = "/stores/{id}/wait",
+    tag = "wait times",
+    params(("id" = i32, Path, minimum = 1, description = "Store id")),
+    responses(
+        (status = 200, body = StoreWaitJson, description = "The store's current answer"),
+        (status = 400, body = ErrorJson, description = "Bad store id"),
+        (status = 404, body = NotSeenJson, description = "The store has not been seen"),
+        (status = 429, body = ErrorJson, description = "Too many concurrent requests; see Retry-After"),
+    )
+)]
 async fn store_wait(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -308,17 +403,31 @@ async fn store_wait(
         .map(|s| ServedJson::from(&s));
     match found {
         Some(body) => axum::Json(body).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({
-                "error": format!("store {id} has not been seen"),
-                "store_id": id,
-            })),
-        )
-            .into_response(),
+        None => not_seen(id),
     }
 }
 
+fn not_seen(id: StoreId) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(NotSeenJson {
+            error: format!("store {id} has not been seen"),
+            store_id: id,
+        }),
+    )
+        .into_response()
+}
+
+/// Every known store's current wait time, by store id.
+#[utoipa::path(
+    get,
+    path = "/stores",
+    tag = "wait times",
+    responses(
+        (status = 200, body = Vec<StoreWaitJson>, description = "Every store, sorted by id"),
+        (status = 429, body = ErrorJson, description = "Too many concurrent requests; see Retry-After"),
+    )
+)]
 async fn list_stores(State(app): State<AppState>) -> Response {
     let all: Vec<ServedJson> = app
         .table
@@ -329,10 +438,27 @@ async fn list_stores(State(app): State<AppState>) -> Response {
     axum::Json(all).into_response()
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, body = openapi::Live, description = "Always, while the process runs")),
+)]
 async fn live() -> Response {
     axum::Json(json!({"status": "live"})).into_response()
 }
 
+/// Readiness: caught up and connected; 503 with every reason otherwise.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, body = openapi::Ready, description = "Ready to serve"),
+        (status = 503, body = openapi::NotReady, description = "Not ready, with reasons"),
+    )
+)]
 async fn ready(State(app): State<AppState>) -> Response {
     let report = app.health.report();
     let warnings: serde_json::Map<String, serde_json::Value> = report
@@ -362,6 +488,17 @@ async fn ready(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Prometheus metrics, OpenMetrics text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+         body = String, description = "Every metric"),
+        (status = 500, body = ErrorJson, description = "The metrics could not be rendered"),
+    )
+)]
 async fn metrics(State(app): State<AppState>) -> Response {
     match app.metrics.render() {
         Ok(text) => ([(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
@@ -378,7 +515,8 @@ async fn metrics(State(app): State<AppState>) -> Response {
 async fn not_found(method: Method, uri: Uri) -> Response {
     // The router does not match an empty segment, so `/stores//wait` lands here; it is a bad
     // id, not a missing route.
-    if let Some(raw) = store_wait_segment(uri.path()) {
+    let path = uri.path();
+    if let Some(raw) = store_wait_segment(path).or_else(|| stream::stream_segment(path)) {
         return bad_store_id(raw);
     }
     error_response(

@@ -162,6 +162,9 @@ fn serve_http(
     }
     let limits = http::HttpLimits {
         request_timeout: config.http.request_timeout,
+        max_streams: config.http.max_streams,
+        stream_heartbeat: config.http.stream_heartbeat,
+        stream_max_age: config.http.stream_max_age,
         ..Default::default()
     };
     let app = AppState::new(
@@ -170,7 +173,8 @@ fn serve_http(
         shared.metrics.clone(),
     )
     .with_table(shared.table.clone())
-    .with_limits(limits);
+    .with_limits(limits)
+    .with_shutdown(shared.shutdown.clone());
     let shutdown = shared.shutdown.clone();
     tokio::spawn(http::serve(listener, app, async move {
         shutdown.triggered().await

@@ -7,7 +7,8 @@
 //!    until every store's final wait time is visible on the output topic;
 //! 4. steady load: record → state (the service's own latency histogram), record → received by
 //!    a plain consumer alongside it (the broker's delivery floor) and record → output topic
-//!    (probe stores whose first answer is timed end to end);
+//!    (probe stores whose first answer is timed end to end), and record → event on an open push
+//!    stream (`/stores/stream`, the same probes);
 //! 5. resident memory: idle, and with many open orders;
 //! 6. HTTP with `wrk`, idle and while ingesting;
 //! 7. the peers over the same input, checked against reference answers recomputed from the
@@ -26,6 +27,7 @@ mod latency;
 mod load;
 mod peer;
 mod procfs;
+mod push;
 mod reference;
 mod report;
 mod scale;

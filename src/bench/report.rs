@@ -273,6 +273,25 @@ impl Report {
                     ),
                     None => row("4", "record → output topic", na(), &goal, "—"),
                 }
+                let label = format!(
+                    "record → push event on an open /stores/stream ({} probes, {} missing; {})",
+                    st.probes_sent, st.push_missing, st.push_note
+                );
+                match st.to_push {
+                    Some(l) => {
+                        let over = st.to_state.map_or(String::new(), |s| {
+                            format!("; over record → state: p50 {:+.1} ms", l.p50 - s.p50)
+                        });
+                        row(
+                            "4",
+                            &label,
+                            format!("{}{over}", lat(&l)),
+                            "p99 ≤ 100 ms",
+                            verdict(l.p99 <= 100.0 && st.push_missing == 0),
+                        );
+                    }
+                    None => row("4", &label, na(), "p99 ≤ 100 ms", "—"),
+                }
             }
             None => row("4", "steady load", na(), "", "—"),
         }

@@ -152,6 +152,11 @@ pub struct SteadyResult {
     pub to_output: Option<Latencies>,
     pub probes_sent: usize,
     pub probes_missing: usize,
+    /// Record timestamp → the probe store's first event on an open `/stores/stream`.
+    pub to_push: Option<Latencies>,
+    pub push_missing: usize,
+    /// Events the push client read, and why its stream ended early if it did.
+    pub push_note: String,
 }
 
 /// Step 6's figures.
@@ -425,6 +430,7 @@ impl Service {
             &self.metrics().await?,
             "waittimes_processing_latency_seconds",
         );
+        let push = super::push::PushWatcher::start(self.url("/stores/stream")).await;
         let probes = Arc::new(Mutex::new(Vec::<Probe>::new()));
         let duration = Duration::from_secs(args.steady_seconds);
         let steady = Steady {
@@ -461,6 +467,27 @@ impl Service {
                 }
             }
         });
+        let (to_push, push_missing, push_note) = match push {
+            Ok(watcher) => {
+                let seen = watcher.stop();
+                let mut lat = Vec::with_capacity(probes.len());
+                let mut missing = 0;
+                for p in &probes {
+                    match seen.probes.get(&p.store_id) {
+                        Some(at) => lat.push((at - p.ts_ms).max(0) as f64),
+                        None => missing += 1,
+                    }
+                }
+                let note = format!("{} events read", seen.events)
+                    + &seen.ended.map_or(String::new(), |e| format!("; {e}"));
+                (sample_latencies(&mut lat), missing, note)
+            }
+            Err(e) => (
+                None,
+                probes.len(),
+                format!("could not open the stream: {e}"),
+            ),
+        };
         let mut to_broker = std::mem::take(
             &mut *acks
                 .latencies_ms
@@ -477,6 +504,9 @@ impl Service {
             to_output: sample_latencies(&mut lat),
             probes_sent: probes.len(),
             probes_missing: missing,
+            to_push,
+            push_missing,
+            push_note,
         })
     }
 

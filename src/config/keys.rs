@@ -183,7 +183,22 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "http.request_timeout",
         default: "5s",
-        description: "Timeout of one HTTP request.",
+        description: "Timeout of one HTTP request (until a push stream's first byte).",
+    },
+    KeyDoc {
+        key: "http.max_streams",
+        default: "1000",
+        description: "Concurrent push streams (Server-Sent Events); more get 429.",
+    },
+    KeyDoc {
+        key: "http.stream_heartbeat",
+        default: "15s",
+        description: "A push stream with nothing to send gets a comment this often.",
+    },
+    KeyDoc {
+        key: "http.stream_max_age",
+        default: "1h",
+        description: "A push stream ends after this long; clients reconnect with Last-Event-ID.",
     },
     KeyDoc {
         key: "log.format",

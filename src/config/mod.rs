@@ -286,6 +286,16 @@ pub struct HttpConfig {
     /// Per-request timeout.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Concurrent push streams (SSE) beyond this are refused with 429.
+    #[serde(deserialize_with = "count")]
+    pub max_streams: usize,
+    /// Idle push streams get a comment this often, so proxies do not close them.
+    #[serde(with = "humantime_serde")]
+    pub stream_heartbeat: Duration,
+    /// A push stream is ended after this long; the client reconnects with `Last-Event-ID`,
+    /// which spreads long-lived clients over instances and bounds a forgotten tab's stay.
+    #[serde(with = "humantime_serde")]
+    pub stream_max_age: Duration,
 }
 
 impl Default for HttpConfig {
@@ -293,7 +303,26 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             request_timeout: Duration::from_secs(5),
+            max_streams: 1000,
+            stream_heartbeat: Duration::from_secs(15),
+            stream_max_age: Duration::from_secs(3600),
         }
+    }
+}
+
+/// A count from TOML (an integer) or from the environment (always a string).
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Number(usize),
+        Text(String),
+    }
+    match Count::deserialize(d)? {
+        Count::Number(n) => Ok(n),
+        Count::Text(t) => t.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!("expected a non-negative integer, got {t:?}"))
+        }),
     }
 }
 

@@ -430,6 +430,9 @@ fn each_bad_value_names_its_key() {
         ("[http]\nlisten = \"localhost\"", "http.listen"),
         ("[http]\nlisten = \"0.0.0.0:99999\"", "http.listen"),
         ("[http]\nrequest_timeout = \"0s\"", "http.request_timeout"),
+        ("[http]\nmax_streams = 0", "http.max_streams"),
+        ("[http]\nstream_heartbeat = \"0s\"", "http.stream_heartbeat"),
+        ("[http]\nstream_max_age = \"0s\"", "http.stream_max_age"),
         (
             "[schema_registry]\nurl = \"ftp://registry\"",
             "schema_registry.url",

@@ -25,6 +25,8 @@ impl Config {
             ("output.emit_interval", self.output.emit_interval),
             ("features.window", self.features.window),
             ("http.request_timeout", self.http.request_timeout),
+            ("http.stream_heartbeat", self.http.stream_heartbeat),
+            ("http.stream_max_age", self.http.stream_max_age),
             ("schema_registry.timeout", self.schema_registry.timeout),
         ] {
             if d.is_zero() {
@@ -66,6 +68,13 @@ impl Config {
                     humantime::format_duration(span),
                     humantime::format_duration(self.state.window)
                 ),
+            ));
+        }
+        if self.http.max_streams == 0 {
+            errors.push(Error::invalid(
+                "http.max_streams",
+                origin("http.max_streams"),
+                "must be greater than zero",
             ));
         }
 

@@ -383,9 +383,8 @@ async fn unknown_routes_are_404_json() {
     let f = fixture();
     let router = router(f.app);
     for uri in [
-        "/",
         "/nope",
-        "/stores/1",
+        "/stores/1/",
         "/stores/1/wait/",
         "/stores/1/2/wait",
         "/health",
@@ -585,6 +584,17 @@ mod read_only_surface {
         "/metrics",
     ];
 
+    /// Routes whose GET is a stream or a static document (not read back by `observable`).
+    const OTHER_ROUTES: [&str; 7] = [
+        "/stores/stream",
+        "/stores/42/wait/stream",
+        "/openapi.json",
+        "/",
+        "/stores/42",
+        "/assets/page.js",
+        "/assets/page.css",
+    ];
+
     /// Everything a client can read that reflects state (metrics count requests, so they are
     /// compared by their non-HTTP families only).
     async fn observable(router: &Router) -> Vec<String> {
@@ -626,7 +636,7 @@ mod read_only_surface {
         f.snapshot.publish(wait(42));
         let router = router(f.app);
         let before = observable(&router).await;
-        for uri in ROUTES {
+        for uri in ROUTES.into_iter().chain(OTHER_ROUTES) {
             for method in [
                 Method::POST,
                 Method::PUT,
@@ -664,7 +674,7 @@ mod read_only_surface {
         let router = router(f.app);
         let before = observable(&router).await;
         for uri in [
-            "/stores/42",
+            "/stores/42/reset",
             "/stores/42/wait/reset",
             "/admin",
             "/shutdown",
@@ -848,7 +858,10 @@ mod hostile {
             ("/stores//wait", 400),
             ("/stores/42/wait", 404),
             ("/stores/1/wait/more", 404),
-            ("/stores/1", 404),
+            ("/stores/1/", 404),
+            ("/stores/abc", 400),
+            ("/stores/%FF", 400),
+            ("/stores/1/wait/stream/x", 404),
             ("/nope", 404),
             ("/%FF%00", 404),
             ("/stores/../stores/1/wait", 404),
@@ -1045,5 +1058,417 @@ mod hostile {
             200
         );
         server.stop().await;
+    }
+}
+
+/// Push streams, read frame by frame as a client would.
+mod push {
+    use futures_util::StreamExt as _;
+
+    use super::*;
+    use crate::shutdown::Shutdown;
+
+    /// One Server-Sent Events block.
+    #[derive(Debug, Default)]
+    struct Block {
+        event: Option<String>,
+        id: Option<String>,
+        data: String,
+        comments: Vec<String>,
+        retry: Option<String>,
+    }
+
+    impl Block {
+        fn wait(&self) -> Value {
+            assert_eq!(self.event.as_deref(), Some("wait"), "{self:?}");
+            serde_json::from_str(&self.data).unwrap()
+        }
+    }
+
+    struct Events {
+        body: axum::body::BodyDataStream,
+        buf: String,
+    }
+
+    impl Events {
+        /// The next block, or `None` once the stream has ended.
+        async fn next(&mut self) -> Option<Block> {
+            loop {
+                if let Some(end) = self.buf.find("\n\n") {
+                    let text: String = self.buf.drain(..end + 2).collect();
+                    let mut b = Block::default();
+                    for line in text.lines().filter(|l| !l.is_empty()) {
+                        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+                        match field {
+                            "" => b.comments.push(value),
+                            "event" => b.event = Some(value),
+                            "id" => b.id = Some(value),
+                            "data" => b.data.push_str(&value),
+                            "retry" => b.retry = Some(value),
+                            other => panic!("unexpected field {other:?} in {text:?}"),
+                        }
+                    }
+                    return Some(b);
+                }
+                let chunk = self.body.next().await?.unwrap();
+                self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        }
+
+        /// The next block that is not only a comment (the opening `retry` block included).
+        async fn next_event(&mut self) -> Block {
+            loop {
+                let b = self.next().await.expect("the stream goes on");
+                if b.event.is_some() {
+                    return b;
+                }
+            }
+        }
+    }
+
+    async fn open(router: &Router, uri: &str, last_event_id: Option<&str>) -> Events {
+        let mut request = Request::builder().uri(uri);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(
+            response.headers().get(CONTENT_TYPE).unwrap(),
+            "text/event-stream"
+        );
+        let mut events = Events {
+            body: response.into_body().into_data_stream(),
+            buf: String::new(),
+        };
+        let first = events.next().await.expect("an opening block");
+        assert_eq!(first.retry.as_deref(), Some("2000"), "{first:?}");
+        events
+    }
+
+    fn with(id: StoreId, minutes: i32) -> StoreWait {
+        StoreWait {
+            wait_time_minutes: Some(minutes),
+            ..wait(id)
+        }
+    }
+
+    fn gauge(metrics: &Metrics, name: &str) -> f64 {
+        let text = metrics.render().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    #[tokio::test]
+    async fn a_store_stream_sends_the_answer_at_once_then_each_change() {
+        let f = fixture();
+        f.snapshot.publish(with(3, 18));
+        f.snapshot.publish(with(4, 9));
+        let router = router(f.app.clone());
+        let mut events = open(&router, "/stores/3/wait/stream", None).await;
+        let first = events.next_event().await;
+        assert_eq!(first.wait()["wait_time_minutes"], 18);
+        assert_eq!(first.wait()["updated_at"], "2024-05-01T12:00:00.123Z");
+        assert!(first.id.is_some());
+        f.snapshot.publish(with(4, 10)); // another store: not on this stream
+        f.snapshot.publish(with(3, 18)); // no change: no event
+        f.snapshot.publish(with(3, 21));
+        let next = events.next_event().await;
+        assert_eq!(next.wait()["store_id"], 3);
+        assert_eq!(next.wait()["wait_time_minutes"], 21);
+        assert_ne!(next.id, first.id);
+        assert_eq!(gauge(&f.metrics, "waittimes_http_streams_open"), 1.0);
+        assert_eq!(
+            gauge(
+                &f.metrics,
+                "waittimes_http_stream_events_total{kind=\"wait\"}"
+            ),
+            2.0
+        );
+        drop(events);
+        assert_eq!(gauge(&f.metrics, "waittimes_http_streams_open"), 0.0);
+    }
+
+    #[tokio::test]
+    async fn store_stream_errors_are_json() {
+        let f = fixture();
+        let router = router(f.app);
+        let a = get_(&router, "/stores/3/wait/stream").await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        assert_eq!(a.json()["store_id"], 3);
+        for bad in ["0", "-1", "x", "99999999999"] {
+            let a = get_(&router, &format!("/stores/{bad}/wait/stream")).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(a.error().contains(bad), "{}", a.body);
+        }
+        assert_eq!(
+            get_(&router, "/stores//wait/stream").await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn the_all_stores_stream_filters_by_ids_and_reports_removals() {
+        let f = fixture();
+        for id in [1, 2, 7, 9] {
+            f.snapshot.publish(wait(id));
+        }
+        let router = router(f.app);
+        let mut events = open(&router, "/stores/stream?ids=7,1%2C2&other=x&ids=7", None).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(events.next_event().await.wait()["store_id"].clone());
+        }
+        assert_eq!(ids, [1, 2, 7]);
+        f.snapshot.publish(with(9, 1));
+        f.snapshot.remove(2);
+        let removed = events.next_event().await;
+        assert_eq!(removed.event.as_deref(), Some("removed"));
+        assert_eq!(removed.data, r#"{"store_id":2}"#);
+
+        let mut all = open(&router, "/stores/stream", None).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(all.next_event().await.wait()["store_id"].clone());
+        }
+        assert_eq!(ids, [1, 7, 9]);
+    }
+
+    #[tokio::test]
+    async fn bad_ids_are_400_json() {
+        let f = fixture();
+        let router = router(f.app);
+        let many = (1..=101)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        for query in [
+            "ids=",
+            "ids=0",
+            "ids=1,,2",
+            "ids=a",
+            "ids=1&ids=x",
+            &format!("ids={many}"),
+        ] {
+            let a = get_(&router, &format!("/stores/stream?{query}")).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+            a.error();
+        }
+    }
+
+    #[tokio::test]
+    async fn last_event_id_resumes_after_it_and_a_foreign_id_gets_everything() {
+        let f = fixture();
+        f.snapshot.publish(with(1, 5));
+        f.snapshot.publish(with(2, 6));
+        let router = router(f.app);
+        let mut events = open(&router, "/stores/stream", None).await;
+        events.next_event().await;
+        let last = events.next_event().await.id.unwrap();
+        drop(events);
+        // While disconnected: store 1 changes.
+        f.snapshot.publish(with(1, 8));
+        let mut resumed = open(&router, "/stores/stream", Some(&last)).await;
+        let next = resumed.next_event().await.wait();
+        assert_eq!(
+            (next["store_id"].clone(), next["wait_time_minutes"].clone()),
+            (1.into(), 8.into())
+        );
+        // Only that change: the next event is the next change.
+        f.snapshot.publish(with(2, 7));
+        assert_eq!(resumed.next_event().await.wait()["wait_time_minutes"], 7);
+
+        let epoch = f.snapshot.epoch();
+        for foreign in [
+            format!("{:08x}-1", epoch.wrapping_add(1)),
+            format!("{epoch:08x}-999"),
+            "garbage".to_owned(),
+        ] {
+            let mut full = open(&router, "/stores/stream", Some(&foreign)).await;
+            let a = full.next_event().await.wait();
+            let b = full.next_event().await.wait();
+            assert_eq!(
+                (a["store_id"].clone(), b["store_id"].clone()),
+                (1.into(), 2.into()),
+                "{foreign}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_skips_to_the_latest_answer_and_it_is_counted() {
+        let f = fixture();
+        f.snapshot.publish(with(3, 10));
+        let router = router(f.app);
+        let mut events = open(&router, "/stores/3/wait/stream", None).await;
+        assert_eq!(events.next_event().await.wait()["wait_time_minutes"], 10);
+        // The client reads nothing while five answers replace each other.
+        for minutes in 11..=15 {
+            f.snapshot.publish(with(3, minutes));
+        }
+        assert_eq!(events.next_event().await.wait()["wait_time_minutes"], 15);
+        assert_eq!(
+            gauge(&f.metrics, "waittimes_http_stream_skipped_answers_total"),
+            4.0
+        );
+    }
+
+    #[tokio::test]
+    async fn streams_beyond_the_cap_get_json_429_and_a_closed_one_frees_its_place() {
+        let f = fixture();
+        f.snapshot.publish(wait(3));
+        let app = f.app.with_limits(HttpLimits {
+            max_streams: 1,
+            ..HttpLimits::default()
+        });
+        let router = router(app);
+        let first = open(&router, "/stores/stream", None).await;
+        for uri in ["/stores/stream", "/stores/3/wait/stream"] {
+            let a = get_(&router, uri).await;
+            assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+            assert_eq!(a.headers.get(RETRY_AFTER).unwrap(), "5");
+            assert!(a.error().contains("push streams are open"), "{}", a.body);
+        }
+        assert_eq!(
+            gauge(&f.metrics, "waittimes_http_streams_rejected_total"),
+            2.0
+        );
+        // Pull routes are not capped by streams.
+        assert_eq!(get_(&router, "/stores/3/wait").await.status, StatusCode::OK);
+        drop(first);
+        open(&router, "/stores/3/wait/stream", None).await;
+    }
+
+    #[tokio::test]
+    async fn streams_end_on_shutdown() {
+        let f = fixture();
+        f.snapshot.publish(wait(3));
+        let shutdown = Shutdown::default();
+        let router = router(f.app.with_shutdown(shutdown.clone()));
+        let mut events = open(&router, "/stores/stream", None).await;
+        events.next_event().await;
+        shutdown.trigger();
+        assert!(events.next().await.is_none(), "the stream ends");
+        assert_eq!(gauge(&f.metrics, "waittimes_http_streams_open"), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_streams_get_heartbeats_until_their_maximum_age() {
+        let f = fixture();
+        f.snapshot.publish(wait(3));
+        let app = f.app.with_limits(HttpLimits {
+            stream_heartbeat: Duration::from_secs(15),
+            stream_max_age: Duration::from_secs(40),
+            ..HttpLimits::default()
+        });
+        let router = router(app);
+        let mut events = open(&router, "/stores/3/wait/stream", None).await;
+        events.next_event().await;
+        let start = tokio::time::Instant::now();
+        let mut beats = 0;
+        while let Some(block) = events.next().await {
+            assert_eq!(block.comments, ["heartbeat"], "{block:?}");
+            beats += 1;
+        }
+        assert_eq!(beats, 2);
+        assert!(start.elapsed() >= Duration::from_secs(40));
+    }
+}
+
+/// The OpenAPI document names every route, and every route answers as it says.
+mod contract {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_document_covers_every_route_and_their_statuses() {
+        let f = fixture();
+        f.snapshot.publish(wait(3));
+        let router = router(f.app);
+        let a = get_(&router, "/openapi.json").await;
+        assert_eq!(a.status, StatusCode::OK);
+        let doc = a.json();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        assert_eq!(
+            documented,
+            [
+                "/",
+                "/assets/page.css",
+                "/assets/page.js",
+                "/health/live",
+                "/health/ready",
+                "/metrics",
+                "/openapi.json",
+                "/stores",
+                "/stores/stream",
+                "/stores/{id}",
+                "/stores/{id}/wait",
+                "/stores/{id}/wait/stream",
+            ]
+        );
+        for (path, item) in paths {
+            let uri = path.replace("{id}", "3");
+            let request = Request::builder().uri(&uri).body(Body::empty()).unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status().as_u16().to_string();
+            let documented = &item["get"]["responses"][&status];
+            assert!(
+                documented.is_object(),
+                "{uri} answered {status}, not in {item}"
+            );
+            let content_type = response.headers()[CONTENT_TYPE].to_str().unwrap();
+            let media = content_type.split(';').next().unwrap();
+            assert!(
+                documented["content"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .any(|k| k.split(';').next() == Some(media)),
+                "{uri}: {content_type} not in {documented}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_page_and_its_assets_are_served_from_the_binary() {
+        let f = fixture();
+        let router = router(f.app);
+        for uri in ["/", "/stores/3"] {
+            let a = get_(&router, uri).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}");
+            assert!(
+                a.headers[CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html")
+            );
+            assert!(
+                a.headers["content-security-policy"]
+                    .to_str()
+                    .unwrap()
+                    .contains("default-src 'none'")
+            );
+            assert!(a.body.contains(r#"src="/assets/page.js""#));
+        }
+        let js = get_(&router, "/assets/page.js").await;
+        assert!(js.body.contains("new EventSource"));
+        let css = get_(&router, "/assets/page.css").await;
+        assert!(
+            css.headers[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/css")
+        );
+        let a = get_(&router, "/stores/abc").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        a.error();
     }
 }

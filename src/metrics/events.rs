@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     DeadLetterReason, EmitOutcome, EventOutcome, ExpiryKind, FeatureOutcome, Metrics,
-    ObservationSource, RegistryOutcome, TableOutcome,
+    ObservationSource, RegistryOutcome, StreamEventKind, TableOutcome,
 };
 use crate::domain::{EventTime, InputKind, StoreId};
 
@@ -96,6 +96,7 @@ pub(crate) struct Limiters {
     feature_failures: LogLimiter,
     mispartitioned: LogLimiter,
     table_failures: LogLimiter,
+    stream_rejections: LogLimiter,
 }
 
 /// The level a rate-limited event logs at (its summary line of suppressed events too).
@@ -656,5 +657,83 @@ impl AnswersRead {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.inner.answers_table[TableOutcome::Read as usize].inc_by(self.count);
         tracing::debug!(count = self.count, "answers read from the answers topic");
+    }
+}
+
+/// A push stream opened. Raises `waittimes_http_streams_open`; logs at debug. Its
+/// [`StreamClosed`] must follow exactly once (the stream's guard emits it when dropped).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOpened<'a> {
+    pub route: &'a str,
+    pub open: usize,
+}
+
+impl StreamOpened<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.streams_open.inc();
+        tracing::debug!(route = self.route, open = self.open, "push stream opened");
+    }
+}
+
+/// A push stream ended: the client left, the service is stopping, or the stream reached its
+/// maximum age. Lowers `waittimes_http_streams_open`; logs at debug.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamClosed {
+    pub events: u64,
+}
+
+impl StreamClosed {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.streams_open.dec();
+        tracing::debug!(events = self.events, "push stream closed");
+    }
+}
+
+/// A push stream was refused (`http.max_streams` open). Counts
+/// `waittimes_http_streams_rejected_total`; logs a warning, rate-limited.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRejected {
+    pub limit: usize,
+}
+
+impl StreamRejected {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.streams_rejected.inc();
+        limited(
+            &metrics.limiters().stream_rejections,
+            Level::Warn,
+            "refused push streams",
+            || {
+                tracing::warn!(
+                    limit = self.limit,
+                    "push stream refused: http.max_streams open"
+                )
+            },
+        );
+    }
+}
+
+/// One batch a push stream collected on waking: `wait` answers and `removed` stores to send,
+/// and `skipped` answers replaced before the client read on. Counts
+/// `waittimes_http_stream_events_total{kind}` and `waittimes_http_stream_skipped_answers_total`;
+/// logs at debug when something was skipped (a slow client, or changes faster than a round trip).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEventsSent {
+    pub wait: u64,
+    pub removed: u64,
+    pub skipped: u64,
+}
+
+impl StreamEventsSent {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.inner.stream_events[StreamEventKind::Wait as usize].inc_by(self.wait);
+        metrics.inner.stream_events[StreamEventKind::Removed as usize].inc_by(self.removed);
+        metrics.inner.stream_skipped.inc_by(self.skipped);
+        if self.skipped > 0 {
+            tracing::debug!(
+                skipped = self.skipped,
+                "push stream skipped answers replaced before the client read on"
+            );
+        }
     }
 }

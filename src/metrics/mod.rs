@@ -19,7 +19,8 @@ pub use events::{
     FeatureEventLate, FeatureWindowFailed, FeatureWindowPublished, FeatureWindowsReplayed,
     HttpRequestServed, ObservationsRecorded, OrdersExpired, PartitionLag, PartitionsRevoked,
     PriorsLoaded, RecordApplied, RecordMispartitioned, RecordsConsumed, SchemaFetched,
-    SchemaRegistryFailed, StateSized, WaitPublished,
+    SchemaRegistryFailed, StateSized, StreamClosed, StreamEventsSent, StreamOpened, StreamRejected,
+    WaitPublished,
 };
 
 use std::fmt;
@@ -189,6 +190,26 @@ impl FeatureOutcome {
     }
 }
 
+/// What a push stream event says (`waittimes_http_stream_events_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamEventKind {
+    /// A store's answer.
+    Wait,
+    /// A store that was sent before no longer has an answer here.
+    Removed,
+}
+
+impl StreamEventKind {
+    pub const ALL: [StreamEventKind; 2] = [StreamEventKind::Wait, StreamEventKind::Removed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamEventKind::Wait => "wait",
+            StreamEventKind::Removed => "removed",
+        }
+    }
+}
+
 /// The answer to one Schema Registry request
 /// (`waittimes_schema_registry_requests_total{outcome}`). Cache hits are not requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -296,6 +317,10 @@ struct Inner {
     http_requests: Family<HttpLabels, Counter>,
     mispartitioned: Counter,
     answers_table: [Counter; TableOutcome::ALL.len()],
+    streams_open: Gauge,
+    streams_rejected: Counter,
+    stream_events: [Counter; StreamEventKind::ALL.len()],
+    stream_skipped: Counter,
     limiters: events::Limiters,
 }
 
@@ -484,6 +509,34 @@ impl Metrics {
             })
         });
 
+        let streams_open = Gauge::default();
+        registry.register(
+            "http_streams_open",
+            "Push streams (Server-Sent Events) open now",
+            streams_open.clone(),
+        );
+        let streams_rejected = Counter::default();
+        registry.register(
+            "http_streams_rejected",
+            "Push streams refused with 429 because http.max_streams were open",
+            streams_rejected.clone(),
+        );
+        let stream_events_family = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "http_stream_events",
+            "Events sent on push streams, by kind",
+            stream_events_family.clone(),
+        );
+        let stream_events = StreamEventKind::ALL
+            .map(|k| stream_events_family.get_or_create_owned(&KindLabel { kind: k.as_str() }));
+        let stream_skipped = Counter::default();
+        registry.register(
+            "http_stream_skipped_answers",
+            "Answers a push stream never sent because a newer one replaced them before the client \
+             read on (slow clients skip to the latest)",
+            stream_skipped.clone(),
+        );
+
         registry.register(
             "build",
             "The running build",
@@ -522,6 +575,10 @@ impl Metrics {
                 http_requests,
                 mispartitioned,
                 answers_table,
+                streams_open,
+                streams_rejected,
+                stream_events,
+                stream_skipped,
                 limiters: events::Limiters::default(),
             }),
         }

@@ -121,7 +121,7 @@ fn touch_everything(metrics: &Metrics, snapshot: &Answers, health: &Health) {
 }
 
 /// The metric names as they must render, with their types.
-pub(crate) const EXPECTED_FAMILIES: [(&str, &str); 23] = [
+pub(crate) const EXPECTED_FAMILIES: [(&str, &str); 27] = [
     ("waittimes_events", "counter"),
     ("waittimes_dead_letters", "counter"),
     ("waittimes_dead_letter_failures", "counter"),
@@ -140,6 +140,10 @@ pub(crate) const EXPECTED_FAMILIES: [(&str, &str); 23] = [
     ("waittimes_http_requests", "counter"),
     ("waittimes_mispartitioned_records", "counter"),
     ("waittimes_answers_table_records", "counter"),
+    ("waittimes_http_streams_open", "gauge"),
+    ("waittimes_http_streams_rejected", "counter"),
+    ("waittimes_http_stream_events", "counter"),
+    ("waittimes_http_stream_skipped_answers", "counter"),
     ("waittimes_build", "info"),
     ("waittimes_stores", "gauge"),
     ("waittimes_store_wait_time_minutes", "gauge"),

@@ -6,7 +6,9 @@
 //! uniquely named topics and groups, so they run in parallel on one stack.
 
 mod broker;
+mod browser;
 mod common;
+mod contract;
 mod datagen;
 mod estimates;
 mod faults;
