@@ -24,9 +24,9 @@ if ! command -v javac >/dev/null; then
         die "apt-get install failed for: openjdk-17-jdk-headless"
 fi
 
-want="$(cd "$here" && { sha256sum pom.xml; find src -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum ../../../schemas/waittimes.avsc; } | sha256sum | cut -d' ' -f1)"
+peer_hash="$(cd "$here" && { sha256sum pom.xml; find src -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum ../../../schemas/waittimes.avsc; } | sha256sum | cut -d' ' -f1)"
 stamp="$build/.inputs.sha256"
-if [[ -f "$build/waittimes-kstreams-peer.jar" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if [[ -f "$build/waittimes-kstreams-peer.jar" && -f "$stamp" && "$(cat "$stamp")" == "$peer_hash" ]]; then
     echo "$build"
     exit 0
 fi
@@ -40,5 +40,5 @@ if ! mvn -B -q -o -f "$here/pom.xml" -Dpeer.build="$build" package >"$logf" 2>&1
     mvn -B -q -f "$here/pom.xml" -Dpeer.build="$build" package >>"$logf" 2>&1 ||
         die "mvn package of the Kafka Streams peer failed (log: $logf)"
 fi
-echo "$want" >"$stamp"
+echo "$peer_hash" >"$stamp"
 echo "$build"
