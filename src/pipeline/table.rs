@@ -170,25 +170,45 @@ pub fn follow(
     shutdown: &Shutdown,
 ) -> Result<(), Error> {
     let consumer: BaseConsumer = config.create()?;
-    // A topic created a moment ago may not be in every broker's metadata yet.
+    // A topic created a moment ago may not be in every broker's metadata yet; a broker that is
+    // unreachable right now is retried with backoff (readiness says why), never fatal: the
+    // input consumer rides out the same outage.
     let mut partitions = Vec::new();
-    let until = Instant::now() + BROKER_CALL_TIMEOUT;
-    while partitions.is_empty() && Instant::now() < until && !shutdown.is_triggered() {
-        let metadata = consumer.fetch_metadata(Some(topic), BROKER_CALL_TIMEOUT)?;
-        partitions = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+    let mut known_missing: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(200);
+    while partitions.is_empty() && !shutdown.is_triggered() {
+        match consumer.fetch_metadata(Some(topic), BROKER_CALL_TIMEOUT) {
+            Ok(metadata) => {
+                partitions = metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.name() == topic && t.error().is_none())
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect();
+                if partitions.is_empty()
+                    && known_missing.get_or_insert_with(Instant::now).elapsed()
+                        > BROKER_CALL_TIMEOUT
+                {
+                    return Err(Error::Priors(format!(
+                        "the answers topic {topic} has no partitions"
+                    )));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%topic, error = %err, "answers topic metadata failed; retrying");
+                health.set_not_ready(
+                    Condition::AnswersTable,
+                    format!("cannot read the answers topic {topic} ({err}); retrying"),
+                );
+            }
+        }
         if partitions.is_empty() {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
     if partitions.is_empty() {
-        return Err(Error::Priors(format!(
-            "the answers topic {topic} has no partitions"
-        )));
+        return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
     // Partitions not read to their end yet: the end-of-partition event settles each one.
