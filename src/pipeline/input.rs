@@ -190,10 +190,12 @@ impl InputContext {
             p.assigned.extend(
                 assigned
                     .into_iter()
-                    .map(|(topic, partition, _, target)| Assigned {
+                    // A partition that starts at its end (no record since the horizon) has
+                    // nothing to replay: it is caught up as soon as it is assigned.
+                    .map(|(topic, partition, start, target)| Assigned {
                         topic,
                         partition,
-                        target,
+                        target: if start == Offset::End { 0 } else { target },
                     }),
             )
         });
