@@ -545,7 +545,7 @@ where
 }
 
 /// The state's settings from the configuration (durations in milliseconds of stream time).
-fn state_config(config: &Config) -> StateConfig {
+pub(crate) fn state_config(config: &Config) -> StateConfig {
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     StateConfig {
         window_ms: ms(config.state.window),

@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{Error, Result, Topics};
 use crate::config::Config;
 use crate::domain::InputKind;
-use crate::state::{State, StateConfig};
+use crate::state::State;
 use crate::wire::{DecodeError, Decoders, Registry};
 
 /// Every store's final published minutes, and what it took to get them.
@@ -45,17 +45,6 @@ impl Reference {
     }
 }
 
-/// The state's settings from the configuration, as `waittimes run` derives them.
-fn state_config(config: &Config) -> StateConfig {
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    StateConfig {
-        window_ms: ms(config.state.window),
-        match_ttl_ms: ms(config.state.match_ttl),
-        open_ttl_ms: ms(config.state.open_ttl),
-        estimator: config.state.estimator,
-        ..StateConfig::default()
-    }
-}
 
 /// Reads the preloaded input and recomputes every store's final answer.
 pub(super) async fn compute(config: &Config, topics: &Topics, run_id: &str) -> Result<Reference> {
@@ -70,7 +59,7 @@ pub(super) async fn compute(config: &Config, topics: &Topics, run_id: &str) -> R
         .zip(topics.inputs())
         .map(|(k, t)| (k, t.to_string()))
         .collect();
-    let state_cfg = state_config(config);
+    let state_cfg = crate::service::state_config(config);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = consumer_cfg.create()?;
