@@ -45,7 +45,6 @@ impl Reference {
     }
 }
 
-
 /// Reads the preloaded input and recomputes every store's final answer.
 pub(super) async fn compute(config: &Config, topics: &Topics, run_id: &str) -> Result<Reference> {
     let registry = Registry::new(config.registry_settings())?;
